@@ -1,0 +1,3 @@
+from actionpp.cli import main
+
+raise SystemExit(main())

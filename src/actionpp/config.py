@@ -1,0 +1,232 @@
+"""The one configuration of a training run.
+
+Defaults follow the official ACTION++ code (../docs/method.md §9) where the paper fixes a value; every loss weight,
+threshold, queue size, anchor count and temperature bound is a field. A :class:`Config` is built from CLI flags, a
+JSON/YAML file or a Slicer parameter node, validated in ``__post_init__`` and saved into the run folder and every
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+METHODS = ("supervised", "mean-teacher", "action", "actionpp")
+NETWORKS = ("unet", "vnet")
+MIXES = ("cutmix", "classmix", "none")
+TAU_STEPS = ("iteration", "epoch")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or of the wrong kind; the message names the field."""
+
+
+@dataclass
+class Config:
+    """Every setting of a run. Field names double as CLI flags (``batch_labeled`` -> ``--batch-labeled``)."""
+
+    # --- data and run -------------------------------------------------------------------------------------
+    data: str = ""
+    """Dataset folder (nnU-Net raw layout, SSL4MIS ACDC h5 layout or UA-MT LA h5 layout)."""
+    out: str = ""
+    """Run folder: config.json, events.jsonl, checkpoints/last.pt, model.pt."""
+    labeled_cases: int = 0
+    """Keep labels for only the first N labeled training cases (0: all). How the h5 benchmark layouts pick 3/7 patients."""
+    method: str = "actionpp"
+    dims: int = 2
+    """2: slice-wise along the through-plane axis (as ACDC is done); 3: patch-based."""
+    network: str = "unet"
+    channels: tuple[int, ...] = (16, 32, 64, 128, 256)
+    patch: tuple[int, ...] = ()
+    """Training patch (2 numbers in 2D, 3 in 3D; z, y, x order). Empty: (128, 128) in 2D, (16, 96, 96) in 3D."""
+    iterations: int = 2000
+    batch_labeled: int = 4
+    batch_unlabeled: int = 4
+    device: str = "auto"
+    seed: int = 1337
+    workers: int = 0
+    """Data-loading worker processes (0: load in the training process)."""
+    checkpoint_every: int = 200
+    val_every: int = 0
+    """Validate every N iterations on the labeled validation split (0: only at the end)."""
+    val_fraction: float = 0.0
+    """Fraction of labeled cases held out for validation (at least one labeled case always trains)."""
+    amp: bool = False
+    """Mixed precision (CUDA only; ignored on CPU)."""
+
+    # --- optimisation (official fine-tuning: SGD 0.01, momentum 0.9, Nesterov, wd 1e-4, poly 0.9) --------------
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    nesterov: bool = True
+    poly_power: float = 0.9
+
+    # --- mean teacher and unlabeled branch -------------------------------------------------------------------
+    ema_momentum: float = 0.99
+    unsup_weight: float = 1.0
+    strong_threshold: float = 0.97
+    """delta_s: pseudo-label confidence threshold of the unsupervised loss, and AnCo's hard-anchor threshold."""
+    weak_threshold: float = 0.7
+    """delta_w: teacher confidence that makes an unlabeled pixel valid for AnCo."""
+    mix: str = "cutmix"
+    strong_aug: bool = True
+
+    # --- anatomical contrast (AnCo) --------------------------------------------------------------------------
+    embed_dim: int = 128
+    anco_weight: float = 0.01
+    anco_anchors: int = 256
+    anco_negatives: int = 512
+    anco_pool: int = 512
+    """Valid pixels embedded per class as prototype estimate and negative pool (ours; the official code uses all)."""
+    anco_tau: float = 0.5
+    """Constant temperature of AnCo for ``--method action``."""
+    anco_tau_min: float = 0.1
+    anco_tau_max: float = 1.0
+
+    # --- adaptive supervised contrast (ASCL) ------------------------------------------------------------------
+    ascl_weight: float = 0.01
+    ascl_tau_min: float = 0.07
+    ascl_tau_max: float = 1.0
+    ascl_target_weight: float = 0.1
+    ascl_queue: int = 12288
+    ascl_anchors_per_class: int = 256
+    ascl_centroid_momentum: float = 0.9
+    centers: str = "auto"
+    """'auto' (simplex when C <= D+1, optimised otherwise) or a .npy file of C x D unit vectors."""
+
+    # --- temperature schedule ----------------------------------------------------------------------------------
+    tau_period: float = 0.1
+    """Period of the cosine temperature as a fraction of the run (official 2D: 0.1, about 10 cycles)."""
+    tau_step: str = "iteration"
+
+    # --- contrastive pre-training (ISD-style relational distillation) -------------------------------------------
+    pretrain_iterations: int = 0
+    pretrain_memory: int = 36
+    pretrain_latent_dim: int = 128
+    pretrain_tau_student: float = 0.1
+    pretrain_tau_teacher: float = 0.01
+    pretrain_tau_max: float = 1.0
+    pretrain_window: int = 32
+    pretrain_pool: int = 4
+    pretrain_global_weight: float = 1.0
+    pretrain_local_weight: float = 1.0
+
+    # --- inference -------------------------------------------------------------------------------------------
+    overlap: float = 0.5
+
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Free-form metadata (e.g. who launched the run); never read by the engine."""
+
+    def __post_init__(self) -> None:
+        self.channels = tuple(int(c) for c in self.channels)
+        self.patch = tuple(int(p) for p in self.patch)
+        if not self.patch:
+            self.patch = (128, 128) if self.dims == 2 else (16, 96, 96)
+        self.validate()
+
+    # ------------------------------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first field that is out of range."""
+        _choice("method", self.method, METHODS)
+        _choice("network", self.network, NETWORKS)
+        _choice("mix", self.mix, MIXES)
+        _choice("tau_step", self.tau_step, TAU_STEPS)
+        _choice("dims", self.dims, (2, 3))
+        if len(self.patch) != self.dims:
+            raise ConfigError(f"--patch: expected {self.dims} sizes for --dims {self.dims}, got {list(self.patch)}")
+        if any(p < 8 for p in self.patch):
+            raise ConfigError(f"--patch: every size must be >= 8, got {list(self.patch)}")
+        if len(self.channels) < 2 or any(c < 1 for c in self.channels):
+            raise ConfigError(f"--channels: expected at least 2 positive widths, got {list(self.channels)}")
+        if self.network == "vnet" and self.dims == 2:
+            pass  # MONAI's VNet supports 2D as well
+        if self.network == "vnet" and any(p % 16 for p in self.patch):
+            raise ConfigError(f"--patch: VNet needs sizes divisible by 16, got {list(self.patch)}")
+        for name in ("iterations", "batch_labeled", "checkpoint_every", "embed_dim", "anco_anchors",
+                     "anco_negatives", "anco_pool", "ascl_queue", "ascl_anchors_per_class", "pretrain_memory",
+                     "pretrain_latent_dim", "pretrain_window", "pretrain_pool"):
+            _positive_int(name, getattr(self, name))
+        for name in ("labeled_cases", "batch_unlabeled", "workers", "val_every", "pretrain_iterations"):
+            _nonneg_int(name, getattr(self, name))
+        if self.method != "supervised" and self.batch_unlabeled < 1:
+            raise ConfigError(f"--batch-unlabeled: method {self.method!r} needs at least 1, got {self.batch_unlabeled}")
+        for name in ("lr", "anco_tau", "anco_tau_min", "anco_tau_max", "ascl_tau_min", "ascl_tau_max",
+                     "pretrain_tau_student", "pretrain_tau_teacher", "pretrain_tau_max", "tau_period"):
+            if not float(getattr(self, name)) > 0:
+                raise ConfigError(f"--{_flag(name)}: expected a positive number, got {getattr(self, name)}")
+        for name in ("momentum", "ema_momentum", "strong_threshold", "weak_threshold", "ascl_centroid_momentum",
+                     "overlap"):
+            v = float(getattr(self, name))
+            if not 0.0 <= v < 1.0 and not (name.endswith("threshold") and v == 1.0):
+                raise ConfigError(f"--{_flag(name)}: expected a value in [0, 1), got {v}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(f"--val-fraction: expected a value in [0, 1), got {self.val_fraction}")
+        for name in ("weight_decay", "unsup_weight", "anco_weight", "ascl_weight", "ascl_target_weight",
+                     "pretrain_global_weight", "pretrain_local_weight", "poly_power"):
+            if float(getattr(self, name)) < 0:
+                raise ConfigError(f"--{_flag(name)}: expected a value >= 0, got {getattr(self, name)}")
+        for lo, hi in (("anco_tau_min", "anco_tau_max"), ("ascl_tau_min", "ascl_tau_max")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise ConfigError(f"--{_flag(lo)} ({getattr(self, lo)}) must not exceed --{_flag(hi)} ({getattr(self, hi)})")
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ConfigError(f"--device: expected auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+
+    # ------------------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["channels"] = list(self.channels)
+        d["patch"] = list(self.patch)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "Config":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; see 'actionpp train --help'")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        """Read a JSON or YAML file (keys are field names; '-' is accepted for '_')."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        text = path.read_text()
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml  # optional dependency
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as e:  # noqa: BLE001 - report any parse error in one line
+            raise ConfigError(f"{path}: cannot parse ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        return cls.from_dict({k.replace("-", "_"): v for k, v in data.items()}, source=str(path))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _choice(name: str, value: Any, options: tuple) -> None:
+    if value not in options:
+        raise ConfigError(f"--{_flag(name)}: expected one of {', '.join(map(str, options))}, got {value!r}")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"--{_flag(name)}: expected a positive integer, got {value!r}")
+
+
+def _nonneg_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"--{_flag(name)}: expected an integer >= 0, got {value!r}")
