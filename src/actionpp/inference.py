@@ -1,0 +1,113 @@
+"""Prediction onto the input grid: sliding-window inference in 3D, slice-wise in 2D (MONAI).
+
+The network never sees a resampled image: volumes are predicted at their own voxel grid (the engine trains at the
+native grid too), so the output label map has the input's size, spacing, origin and direction by construction.
+Softmax scores of overlapping windows are blended with Gaussian weights, then ``argmax``; optionally the largest
+connected component of each class is kept (MONAI ``KeepLargestConnectedComponent``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from monai.transforms import KeepLargestConnectedComponent
+
+from actionpp import checkpoint
+from actionpp.config import Config
+from actionpp.data.io import DataError, read_image, write_image
+from actionpp.data.layout import case_name, find_images
+from actionpp.data.loaders import normalize
+from actionpp.nets import Model
+
+MODEL_FORMAT = "actionpp-model/1"
+
+
+@dataclass
+class Predictor:
+    """A trained network with what prediction needs (labels, dims, patch, normalisation)."""
+
+    model: Model
+    cfg: Config
+    labels: dict[str, int]
+    device: torch.device
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
+        """From ``RUN/model.pt``, a run folder, or any model file written by :func:`save_model`."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.pt"
+        bundle = checkpoint.load(path)
+        if bundle.get("format") != MODEL_FORMAT:
+            raise checkpoint.CheckpointError(f"{path}: expected an ActionPP model ({MODEL_FORMAT}), "
+                                             f"found format {bundle.get('format')!r}")
+        cfg = Config.from_dict(bundle["config"], source=str(path))
+        labels = {str(k): int(v) for k, v in bundle["labels"].items()}
+        model = Model(cfg, int(bundle["in_channels"]), len(labels))
+        model.load_state_dict(bundle["state_dict"])
+        device = torch.device(device)
+        return cls(model.to(device).eval(), cfg, labels, device)
+
+    @torch.no_grad()
+    def predict_array(self, image: np.ndarray, largest_component: bool = False) -> np.ndarray:
+        """Label map (z, y, x) of one volume (z, y, x), same shape."""
+        x = torch.from_numpy(normalize(image)).to(self.device)
+        net = lambda t: self.model(t)[0]  # noqa: E731 - sliding_window_inference wants a callable on tensors
+        roi = tuple(self.cfg.patch)
+        if self.cfg.dims == 2:  # each slice is a batch item; windows tile the slice in-plane
+            probs = torch.cat([
+                sliding_window_inference(x[z:z + 16, None], roi, 16, net, overlap=self.cfg.overlap, mode="gaussian")
+                .softmax(1) for z in range(0, x.shape[0], 16)])  # Z, C, Y, X
+            label = probs.argmax(1)
+        else:
+            probs = sliding_window_inference(x[None, None], roi, 1, net, overlap=self.cfg.overlap, mode="gaussian")
+            label = probs.softmax(1).argmax(1)[0]
+        if largest_component:
+            fg = [v for v in self.labels.values() if v != 0]
+            label = KeepLargestConnectedComponent(applied_labels=fg, is_onehot=False)(label[None])[0]
+        return label.cpu().numpy().astype(np.uint8 if max(self.labels.values()) < 256 else np.int16)
+
+    def predict_file(self, src: Path, dst: Path, largest_component: bool = False) -> Path:
+        image, geometry = read_image(src)
+        write_image(self.predict_array(image, largest_component), geometry, dst)
+        return dst
+
+
+def save_model(path: Path, model: Model, cfg: Config, labels: dict[str, int], in_channels: int,
+               spacing: tuple[float, ...], meta: dict[str, Any]) -> None:
+    """Write ``model.pt`` (weights + everything prediction needs) and ``model.json`` (the same, without weights)."""
+    info = {"format": MODEL_FORMAT, "config": cfg.to_dict(), "labels": dict(labels), "in_channels": in_channels,
+            "normalization": "zscore", "dims": cfg.dims, "patch": list(cfg.patch), "method": cfg.method,
+            "spacing": [float(s) for s in spacing], "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": checkpoint.versions(), **meta}
+    checkpoint.atomic_save({**info, "state_dict": model.state_dict()}, path)
+    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: str = "cpu",
+                  largest_component: bool = False, overwrite: bool = False) -> list[Path]:
+    """Predict a file (``out`` is a file) or a folder (``out`` is a folder, one ``<case><ext>`` per input).
+
+    Existing outputs are refused unless ``overwrite``: nothing the user owns is replaced silently.
+    """
+    from actionpp.methods import resolve_device
+
+    predictor = Predictor.load(model, resolve_device(device))
+    src, out = Path(src), Path(out)
+    images = find_images(src)
+    if src.is_file():
+        targets = [out]
+    else:
+        ending = "".join(images[0].suffixes[-2:]) if images[0].name.endswith(".nii.gz") else images[0].suffix
+        targets = [out / f"{case_name(p)}{ending}" for p in images]
+    for t in targets:
+        if t.exists() and not overwrite:
+            raise DataError(f"{t}: output exists; expected a new path (pass --overwrite to replace it)")
+    return [predictor.predict_file(s, t, largest_component) for s, t in zip(images, targets)]

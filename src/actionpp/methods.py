@@ -1,0 +1,188 @@
+"""Training methods: which losses a step computes, with which weights and temperatures.
+
+=============  ===========  ====================  ==========================  ===========
+method         teacher      unlabeled branch      AnCo                        ASCL
+=============  ===========  ====================  ==========================  ===========
+supervised     no           no                    no                          no
+mean-teacher   EMA          pseudo-label CE       no                          no
+action         EMA          pseudo-label CE       constant tau (0.5)          no
+actionpp       EMA          pseudo-label CE       cosine tau (0.1..1.0)       cosine tau
+=============  ===========  ====================  ==========================  ===========
+
+One step of ``actionpp`` (shapes ``B = Bl + Bu``, ``S`` the patch):
+
+1. the teacher runs once on ``[x_l; x_u]`` (eval mode, no grad; on ``x_u`` alone without ASCL): pseudo-labels ``y_u``
+   and confidences ``c_u`` of the unlabeled half, and the teacher features used by ASCL on the labeled half;
+2. ``x_u, y_u, c_u`` are mixed inside the unlabeled batch (CutMix / ClassMix), strongly augmented (intensity on the
+   image only, flips on all three);
+3. the student runs once on ``[x_l; x_u]``: ``L = L_sup + w_u L_pseudo + w_a L_AnCo(tau_a(t)) + w_s L_ASCL(tau_s(t))``;
+4. the contrastive terms sample pixel indices first and embed only those pixels (``Model.embed``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from actionpp.augment import apply_flips, apply_strong, sample_flips, sample_strong_params
+from actionpp.centers import load_centers, uniform_centers
+from actionpp.config import Config
+from actionpp.losses.anco import anco_loss
+from actionpp.losses.ascl import ASCLoss
+from actionpp.losses.pseudo import pseudo_label_loss
+from actionpp.losses.supervised import DiceCE
+from actionpp.mixing import apply_mix, classmix_mask, cutmix_mask
+from actionpp.nets import Model
+from actionpp.sampling import sample_per_class
+from actionpp.schedules import cosine_tau, epoch_step
+from actionpp.teacher import EMATeacher
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    teacher: bool
+    anco: bool
+    anco_cosine: bool
+    ascl: bool
+
+
+SPECS = {
+    "supervised": MethodSpec(teacher=False, anco=False, anco_cosine=False, ascl=False),
+    "mean-teacher": MethodSpec(teacher=True, anco=False, anco_cosine=False, ascl=False),
+    "action": MethodSpec(teacher=True, anco=True, anco_cosine=False, ascl=False),
+    "actionpp": MethodSpec(teacher=True, anco=True, anco_cosine=True, ascl=True),
+}
+
+
+class Learner(nn.Module):
+    """Student, teacher and stateful losses of one method; ``forward(batch, it, g)`` returns ``(loss, logs)``.
+
+    Args:
+        cfg: the run configuration.
+        num_classes: C, background included.
+        in_channels: image channels.
+        iters_per_epoch: length of an epoch, used when ``cfg.tau_step == "epoch"``.
+    """
+
+    def __init__(self, cfg: Config, num_classes: int, in_channels: int = 1, iters_per_epoch: int = 1):
+        super().__init__()
+        self.cfg, self.spec, self.num_classes = cfg, SPECS[cfg.method], num_classes
+        self.iters_per_epoch = max(1, iters_per_epoch)
+        self.student = Model(cfg, in_channels, num_classes)
+        self.teacher = EMATeacher(self.student, cfg.ema_momentum) if self.spec.teacher else None
+        self.dice_ce = DiceCE()
+        self.ascl = None
+        if self.spec.ascl:
+            centers = (uniform_centers(num_classes, cfg.embed_dim, seed=cfg.seed) if cfg.centers == "auto"
+                       else load_centers(cfg.centers, num_classes, cfg.embed_dim))
+            self.ascl = ASCLoss(num_classes, cfg.embed_dim, centers, queue_size=cfg.ascl_queue,
+                                centroid_momentum=cfg.ascl_centroid_momentum, target_weight=cfg.ascl_target_weight)
+
+    # ----------------------------------------------------------------------------------------------------------
+    def temperatures(self, iteration: int) -> dict[str, float]:
+        """AnCo and ASCL temperatures at ``iteration`` (cosine schedule per iteration, or per epoch)."""
+        cfg = self.cfg
+        step = iteration if cfg.tau_step == "iteration" else epoch_step(iteration, self.iters_per_epoch)
+        taus: dict[str, float] = {}
+        if self.spec.anco:
+            taus["anco"] = (cosine_tau(step, cfg.iterations, cfg.anco_tau_min, cfg.anco_tau_max, cfg.tau_period)
+                            if self.spec.anco_cosine else cfg.anco_tau)
+        if self.spec.ascl:
+            taus["ascl"] = cosine_tau(step, cfg.iterations, cfg.ascl_tau_min, cfg.ascl_tau_max, cfg.tau_period)
+        return taus
+
+    @torch.no_grad()
+    def update_teacher(self) -> None:
+        if self.teacher is not None:
+            self.teacher.update(self.student)
+
+    def inference_model(self) -> Model:
+        """The weights written to ``model.pt``: the student at the last iteration, as the official evaluation."""
+        return self.student
+
+    # ----------------------------------------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor], iteration: int,
+                g: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        x_l, y_l = batch["l_image"], batch["l_label"]
+        if self.teacher is None or "u_image" not in batch:
+            logits, _ = self.student(x_l)
+            sup = self.dice_ce(logits, y_l)
+            return sup, {"sup": sup.detach()}
+        cfg, b_l = self.cfg, x_l.shape[0]
+        x_u = batch["u_image"]
+        with torch.no_grad():  # the teacher sees the labeled images only when ASCL needs its features there
+            t_in = torch.cat([x_l, x_u]) if self.spec.ascl else x_u
+            t_logits, t_feats = self.teacher(t_in)
+            conf, pseudo = torch.softmax(t_logits[t_in.shape[0] - x_u.shape[0]:].float(), dim=1).max(dim=1)
+        x_u, pseudo, conf = self._unlabeled_views(x_u, pseudo, conf, g)
+
+        logits, feats = self.student(torch.cat([x_l, x_u]))
+        sup = self.dice_ce(logits[:b_l], y_l)
+        unsup = pseudo_label_loss(logits[b_l:], pseudo, conf, cfg.strong_threshold)
+        loss = sup + cfg.unsup_weight * unsup
+        logs = {"sup": sup.detach(), "unsup": unsup.detach()}
+        taus = self.temperatures(iteration)
+        if self.spec.anco:
+            anco = self._anco(logits, feats, torch.cat([y_l, pseudo]), conf, b_l, taus["anco"], g)
+            loss = loss + cfg.anco_weight * anco
+            logs["anco"] = anco.detach()
+        if self.spec.ascl:
+            ascl = self._ascl(feats, t_feats, y_l, taus["ascl"], g)
+            loss = loss + cfg.ascl_weight * ascl
+            logs["ascl"] = ascl.detach()
+        return loss, logs
+
+    def _unlabeled_views(self, x_u, pseudo, conf, g):
+        """Mix inside the unlabeled batch, then the strong view: intensity on the image, flips on all three."""
+        cfg = self.cfg
+        if cfg.mix == "cutmix":
+            x_u, pseudo, conf = apply_mix(cutmix_mask(x_u.shape[0], tuple(x_u.shape[2:]), g, x_u.device),
+                                          x_u, pseudo, conf)
+        elif cfg.mix == "classmix":
+            x_u, pseudo, conf = apply_mix(classmix_mask(pseudo, g), x_u, pseudo, conf)
+        if cfg.strong_aug:
+            x_u = apply_strong(x_u, sample_strong_params(x_u.shape[0], g))
+            x_u, pseudo, conf = apply_flips(sample_flips(x_u.shape[0], x_u.ndim - 2, g), x_u, pseudo, conf)
+        return x_u, pseudo, conf
+
+    def _anco(self, logits, feats, labels, conf_u, b_l, tau, g):
+        """AnCo on labeled pixels (ground truth) and confident unlabeled pixels (pseudo-labels)."""
+        cfg, c, shape = self.cfg, self.num_classes, tuple(logits.shape[2:])
+        valid = torch.cat([torch.ones_like(labels[:b_l], dtype=torch.bool), conf_u >= cfg.weak_threshold])
+        p_own = torch.softmax(logits.detach().float(), dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
+        hard = valid & (p_own < cfg.strong_threshold)
+        flat_labels = labels.flatten()
+        a_idx, a_ok = sample_per_class(flat_labels, hard.flatten(), c, cfg.anco_anchors, g)
+        p_idx, p_ok = sample_per_class(flat_labels, valid.flatten(), c, cfg.anco_pool, g)
+        anchors = self.student.embed(feats, a_idx.flatten(), shape).view(c, cfg.anco_anchors, -1)
+        with torch.no_grad():
+            pool = self.student.embed(feats, p_idx.flatten(), shape).view(c, cfg.anco_pool, -1)
+        return anco_loss(anchors, a_ok, pool, p_ok, tau, cfg.anco_negatives, g)
+
+    def _ascl(self, feats, t_feats, y_l, tau, g):
+        """ASCL on labeled pixels: student embeddings vs the EMA head on teacher features at the same pixels."""
+        cfg, c, shape = self.cfg, self.num_classes, tuple(y_l.shape[1:])
+        idx, ok = sample_per_class(y_l.flatten(), None, c, cfg.ascl_anchors_per_class, g)
+        classes = torch.arange(c, device=idx.device)[:, None].expand_as(idx)
+        idx, y = idx[ok].flatten(), classes[ok].flatten()  # labeled rows come first in the joint batch
+        s = self.student.embed(feats, idx, shape)
+        with torch.no_grad():
+            t = self.teacher.module.embed(t_feats, idx, shape)
+        return self.ascl(s, t, y, tau)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda if available, else mps, else cpu; an unavailable explicit device is a one-line error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available in this PyTorch build ({torch.__version__}); "
+                         "use --device cpu or install a CUDA build of torch")
+    return torch.device(name)
+
