@@ -27,7 +27,7 @@ class CheckpointError(ValueError):
 def versions() -> dict[str, str]:
     import monai
 
-    return {"actionpp": actionpp.__version__, "torch": torch.__version__, "monai": monai.__version__,
+    return {"actionpp": actionpp.__version__, "torch": str(torch.__version__), "monai": str(monai.__version__),
             "python": platform.python_version()}
 
 

@@ -137,14 +137,12 @@ class Config:
         _choice("dims", self.dims, (2, 3))
         if len(self.patch) != self.dims:
             raise ConfigError(f"--patch: expected {self.dims} sizes for --dims {self.dims}, got {list(self.patch)}")
-        if any(p < 8 for p in self.patch):
-            raise ConfigError(f"--patch: every size must be >= 8, got {list(self.patch)}")
         if len(self.channels) < 2 or any(c < 1 for c in self.channels):
             raise ConfigError(f"--channels: expected at least 2 positive widths, got {list(self.channels)}")
-        if self.network == "vnet" and self.dims == 2:
-            pass  # MONAI's VNet supports 2D as well
-        if self.network == "vnet" and any(p % 16 for p in self.patch):
-            raise ConfigError(f"--patch: VNet needs sizes divisible by 16, got {list(self.patch)}")
+        factor = 16 if self.network == "vnet" else 2 ** (len(self.channels) - 1)
+        if any(p < 1 or p % factor for p in self.patch):
+            raise ConfigError(f"--patch: {self.network} with {len(self.channels)} levels needs sizes divisible by "
+                              f"{factor}, got {list(self.patch)}")
         for name in ("iterations", "batch_labeled", "checkpoint_every", "embed_dim", "anco_anchors",
                      "anco_negatives", "anco_pool", "ascl_queue", "ascl_anchors_per_class", "pretrain_memory",
                      "pretrain_latent_dim", "pretrain_window", "pretrain_pool"):

@@ -80,6 +80,26 @@ class Learner(nn.Module):
             self.ascl = ASCLoss(num_classes, cfg.embed_dim, centers, queue_size=cfg.ascl_queue,
                                 centroid_momentum=cfg.ascl_centroid_momentum, target_weight=cfg.ascl_target_weight)
 
+    def _apply(self, fn, recurse=True):
+        """``.to()``/``.float()`` reach the teacher too (it is not a submodule, so ``train()`` leaves it in eval)."""
+        super()._apply(fn, recurse)
+        if self.teacher is not None:
+            self.teacher.module._apply(fn)
+        return self
+
+    def reset_teacher(self) -> None:
+        """Restart the teacher as a copy of the current student (after pre-training)."""
+        if self.teacher is not None:
+            self.teacher = EMATeacher(self.student, self.cfg.ema_momentum)
+
+    def extra_state(self) -> dict:
+        """Checkpoint state outside ``state_dict()``: the teacher."""
+        return {"teacher": self.teacher.state_dict()} if self.teacher is not None else {}
+
+    def load_extra_state(self, state: dict) -> None:
+        if self.teacher is not None:
+            self.teacher.load_state_dict(state["teacher"])
+
     # ----------------------------------------------------------------------------------------------------------
     def temperatures(self, iteration: int) -> dict[str, float]:
         """AnCo and ASCL temperatures at ``iteration`` (cosine schedule per iteration, or per epoch)."""
@@ -141,7 +161,7 @@ class Learner(nn.Module):
             x_u, pseudo, conf = apply_mix(cutmix_mask(x_u.shape[0], tuple(x_u.shape[2:]), g, x_u.device),
                                           x_u, pseudo, conf)
         elif cfg.mix == "classmix":
-            x_u, pseudo, conf = apply_mix(classmix_mask(pseudo, g), x_u, pseudo, conf)
+            x_u, pseudo, conf = apply_mix(classmix_mask(pseudo, g, self.num_classes), x_u, pseudo, conf)
         if cfg.strong_aug:
             x_u = apply_strong(x_u, sample_strong_params(x_u.shape[0], g))
             x_u, pseudo, conf = apply_flips(sample_flips(x_u.shape[0], x_u.ndim - 2, g), x_u, pseudo, conf)

@@ -85,8 +85,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"iteration": self.iteration, "learner": self.learner.state_dict(), "optimizer": self.opt.state_dict(),
-                "scaler": self.scaler.state_dict(), "config": self.cfg.to_dict(), "rng": checkpoint.rng_state(),
+        return {"iteration": self.iteration, "learner": self.learner.state_dict(), **self.learner.extra_state(),
+                "optimizer": self.opt.state_dict(), "scaler": self.scaler.state_dict(), "config": self.cfg.to_dict(), "rng": checkpoint.rng_state(),
                 "versions": checkpoint.versions()}
 
     def save_checkpoint(self) -> Path:
@@ -97,6 +97,7 @@ class Trainer:
     def load_checkpoint(self, path: Path) -> None:
         state = checkpoint.load(path, map_location=self.device)
         self.learner.load_state_dict(state["learner"])
+        self.learner.load_extra_state(state)
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
@@ -130,8 +131,19 @@ class Trainer:
         finally:
             events.close()
 
+    def _pretrain(self, events: EventLog) -> None:
+        """Contrastive pre-training of the student, then a teacher that starts from it (fine-tuning's start)."""
+        from actionpp.pretrain import pretrain
+
+        with_unlabeled = IterationBatches(self.cfg, self.train_cases, self.ds.unlabeled or self.train_cases,
+                                          length=self.cfg.pretrain_iterations)
+        pretrain(self.cfg, self.learner.student, self.ds.num_classes, with_unlabeled, self.device, events, self.out)
+        self.learner.reset_teacher()
+
     def _loop(self, events: EventLog) -> Path:
         cfg, start = self.cfg, self.iteration
+        if cfg.pretrain_iterations and start == 0:
+            self._pretrain(events)
         events.emit("start", total=cfg.iterations, start_iteration=start, method=cfg.method, device=str(self.device),
                     labels=self.ds.labels, labeled=len(self.train_cases), unlabeled=len(self.ds.unlabeled),
                     val=len(self.val_cases))

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from actionpp import checkpoint
+from actionpp.config import ConfigError
+from actionpp.events import read_events
+from actionpp.trainer import Trainer, train
+
+from conftest import tiny_config
+
+EXPECTED = {"supervised": {"sup"}, "mean-teacher": {"sup", "unsup"}, "action": {"sup", "unsup", "anco"},
+            "actionpp": {"sup", "unsup", "anco", "ascl"}}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("method", list(EXPECTED))
+def test_every_method_trains_in_2d_and_3d(tmp_path, tiny_dataset, method, dims):
+    cfg = tiny_config(tmp_path, method=method, dims=dims, iterations=3)
+    model_path = Trainer(cfg, tiny_dataset, show_bar=False).run()
+    events = read_events(tmp_path / "run" / "events.jsonl")
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("iter") == 3
+    last = [e for e in events if e["event"] == "iter"][-1]
+    assert set(last["losses"]) == EXPECTED[method]
+    assert all(v is not None for v in last["losses"].values())
+    if method in ("action", "actionpp"):
+        assert "anco" in last["tau"]
+    bundle = checkpoint.load(model_path)
+    assert bundle["labels"] == tiny_dataset.labels and bundle["dims"] == dims
+    assert (tmp_path / "run" / "model.json").is_file() and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+
+
+class _Interrupted(Trainer):
+    def train_step(self, batch, it):
+        if it == 2:
+            raise KeyboardInterrupt
+        return super().train_step(batch, it)
+
+
+@pytest.mark.parametrize("method", ["actionpp", "supervised"])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path, tiny_dataset, method):
+    full = tiny_config(tmp_path / "a", method=method, iterations=4)
+    Trainer(full, tiny_dataset, show_bar=False).run()
+    part = tiny_config(tmp_path / "b", method=method, iterations=4)
+    with pytest.raises(KeyboardInterrupt):
+        _Interrupted(part, tiny_dataset, show_bar=False).run()
+    assert checkpoint.load(tmp_path / "b" / "run" / "checkpoints" / "last.pt")["iteration"] == 2
+    Trainer(part, tiny_dataset, show_bar=False).run(resume=True)
+    a = checkpoint.load(tmp_path / "a" / "run" / "model.pt")["state_dict"]
+    b = checkpoint.load(tmp_path / "b" / "run" / "model.pt")["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_non_empty_run_folder_is_refused_and_resume_needs_a_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not empty"):
+        train(tiny_config(tmp_path, data="x"))
+    assert (out / "mine.txt").read_text() == "keep me"
+    with pytest.raises(ConfigError, match="--resume"):
+        train(tiny_config(tmp_path / "other", data="x"), resume=True)
+
+
+def test_pretraining_stage_runs_and_feeds_fine_tuning(tmp_path, tiny_dataset):
+    cfg = tiny_config(tmp_path, pretrain_iterations=2, iterations=2, pretrain_window=16, pretrain_memory=5)
+    Trainer(cfg, tiny_dataset, show_bar=False).run()
+    events = read_events(tmp_path / "run" / "events.jsonl")
+    pre = [e for e in events if e.get("phase") == "pretrain" and e["event"] == "iter"]
+    assert len(pre) == 2 and set(pre[-1]["losses"]) == {"sup", "global", "local"}
+    assert pre[-1]["losses"]["global"] > 0  # the memory holds the first step's teacher vectors
+    assert (tmp_path / "run" / "checkpoints" / "pretrain.pt").is_file()
+
+
+def test_final_scores_use_labeled_test_split(tmp_path, tiny_dataset):
+    Trainer(tiny_config(tmp_path, method="supervised", iterations=2, val_fraction=0.5), tiny_dataset,
+            show_bar=False).run()
+    meta = checkpoint.load(tmp_path / "run" / "model.pt")
+    assert 0.0 <= meta["test_dice"] <= 1.0 and 0.0 <= meta["val_dice"] <= 1.0
