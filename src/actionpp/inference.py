@@ -3,7 +3,7 @@
 The network never sees a resampled image: volumes are predicted at their own voxel grid (the engine trains at the
 native grid too), so the output label map has the input's size, spacing, origin and direction by construction.
 Softmax scores of overlapping windows are blended with Gaussian weights, then ``argmax``; optionally the largest
-connected component of each class is kept (MONAI ``KeepLargestConnectedComponent``).
+connected component of each class is kept (scipy.ndimage labelling).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
-from monai.transforms import KeepLargestConnectedComponent
+from scipy import ndimage
 
 from actionpp import checkpoint
 from actionpp.config import Config
@@ -69,15 +69,24 @@ class Predictor:
         else:
             probs = sliding_window_inference(x[None, None], roi, 1, net, overlap=self.cfg.overlap, mode="gaussian")
             label = probs.softmax(1).argmax(1)[0]
-        if largest_component:
-            fg = [v for v in self.labels.values() if v != 0]
-            label = KeepLargestConnectedComponent(applied_labels=fg, is_onehot=False)(label[None])[0]
-        return label.cpu().numpy().astype(np.uint8 if max(self.labels.values()) < 256 else np.int16)
+        out = label.cpu().numpy().astype(np.uint8 if max(self.labels.values()) < 256 else np.int16)
+        return keep_largest_component(out, [v for v in self.labels.values() if v]) if largest_component else out
 
     def predict_file(self, src: Path, dst: Path, largest_component: bool = False) -> Path:
         image, geometry = read_image(src)
         write_image(self.predict_array(image, largest_component), geometry, dst)
         return dst
+
+
+def keep_largest_component(label: np.ndarray, values: list[int]) -> np.ndarray:
+    """Per class value, keep only its largest 26/8-connected island (scipy.ndimage); other islands become 0."""
+    out = label.copy()
+    for v in values:
+        islands, n = ndimage.label(label == v, structure=np.ones((3,) * label.ndim))
+        if n > 1:
+            sizes = np.bincount(islands.ravel())[1:]
+            out[(islands > 0) & (islands != 1 + int(np.argmax(sizes)))] = 0
+    return out
 
 
 def save_model(path: Path, model: Model, cfg: Config, labels: dict[str, int], in_channels: int,

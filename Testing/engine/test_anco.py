@@ -1,0 +1,117 @@
+"""AnCo (ReCo-style anatomical contrast) on sampled embeddings."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from actionpp.losses.anco import AnCoLoss, anco_loss
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _clustered(C, A, P, D, noise, seed=0):
+    g = _gen(seed)
+    centres = F.normalize(torch.randn(C, D, generator=g), dim=1) * 3
+    anchors = centres[:, None] + noise * torch.randn(C, A, D, generator=g)
+    pool = centres[:, None] + noise * torch.randn(C, P, D, generator=g)
+    return anchors, pool
+
+
+@pytest.mark.parametrize("C", [2, 5])
+def test_separated_classes_give_lower_loss_than_random(C):
+    ok = torch.ones(C, dtype=torch.bool)
+    a_sep, p_sep = _clustered(C, 32, 48, 16, noise=0.1)
+    g = _gen(3)
+    a_rnd, p_rnd = torch.randn(C, 32, 16, generator=g), torch.randn(C, 48, 16, generator=g)
+    sep = anco_loss(a_sep, ok, p_sep, ok, 0.5, 64, _gen())
+    rnd = anco_loss(a_rnd, ok, p_rnd, ok, 0.5, 64, _gen())
+    assert torch.isfinite(sep) and sep < rnd - 0.5
+    assert abs(rnd.item() - math.log(65)) < 0.3  # no structure: about log(1 + K)
+
+
+def test_known_value_two_classes_single_pool_row():
+    # P = 1: the only negative of class c is the single pool row of the other class, so the loss is closed-form
+    g = _gen(4)
+    anchors, pool = torch.randn(2, 5, 8, generator=g), torch.randn(2, 1, 8, generator=g)
+    ok = torch.ones(2, dtype=torch.bool)
+    tau, K = 0.3, 7
+    expected = 0.0
+    for c in range(2):
+        pos = F.cosine_similarity(anchors[c], pool[c], dim=1) / tau
+        neg = F.cosine_similarity(anchors[c], pool[1 - c], dim=1) / tau
+        expected += (torch.logaddexp(pos, neg + math.log(K)) - pos).mean() / 2
+    assert torch.allclose(anco_loss(anchors, ok, pool, ok, tau, K, _gen()), expected, atol=1e-5)
+
+
+def test_gradient_reaches_anchors_not_pool():
+    a, p = _clustered(3, 8, 8, 8, noise=0.5)
+    a.requires_grad_(True)
+    p.requires_grad_(True)
+    ok = torch.ones(3, dtype=torch.bool)
+    anco_loss(a, ok, p, ok, 0.5, 16, _gen()).backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
+    assert p.grad is None
+
+
+def test_fewer_than_two_present_classes_is_zero_with_graph():
+    a, p = _clustered(3, 8, 8, 8, noise=0.5)
+    a.requires_grad_(True)
+    present = torch.tensor([False, True, False])
+    loss = anco_loss(a, present, p, present, 0.5, 16, _gen())
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.isfinite(a.grad).all() and a.grad.abs().sum() == 0
+
+
+def test_absent_class_is_never_a_negative():
+    a, p = _clustered(3, 16, 16, 8, noise=0.3)
+    pool_ok = torch.tensor([True, True, False])
+    anchor_ok = pool_ok.clone()
+    garbage = p.clone()
+    garbage[2] = a[0, :16]  # if class 2 were sampled, class 0's negatives would equal its anchors
+    l1 = anco_loss(a, anchor_ok, p, pool_ok, 0.5, 32, _gen(5))
+    l2 = anco_loss(a, anchor_ok, garbage, pool_ok, 0.5, 32, _gen(5))
+    assert torch.allclose(l1, l2)
+
+
+def test_class_without_anchors_counts_in_denominator():
+    a, p = _clustered(2, 8, 8, 8, noise=0.5)
+    both = torch.ones(2, dtype=torch.bool)
+    l_all = anco_loss(a, both, p, both, 0.5, 16, _gen(6))
+    l0 = anco_loss(a, torch.tensor([True, False]), p, both, 0.5, 16, _gen(6))
+    l1 = anco_loss(a, torch.tensor([False, True]), p, both, 0.5, 16, _gen(6))
+    assert torch.allclose(l0 + l1, l_all)
+
+
+def test_lower_temperature_sharpens_separated_classes():
+    a, p = _clustered(4, 16, 16, 16, noise=0.05)
+    ok = torch.ones(4, dtype=torch.bool)
+    losses = [anco_loss(a, ok, p, ok, tau, 32, _gen()).item() for tau in (0.1, 0.5, 1.0)]
+    assert losses[0] < losses[1] < losses[2]
+
+
+def test_module_and_generator_reproducibility():
+    a, p = _clustered(3, 8, 8, 8, noise=1.0)
+    ok = torch.ones(3, dtype=torch.bool)
+    m = AnCoLoss(num_negatives=16)
+    assert torch.equal(m(a, ok, p, ok, 0.5, _gen(1)), m(a, ok, p, ok, 0.5, _gen(1)))
+
+
+@pytest.mark.parametrize("change, name", [
+    (dict(anchors=torch.zeros(2, 4)), "anchors"),
+    (dict(pool=torch.zeros(3, 4, 8)), "pool"),
+    (dict(anchor_ok=torch.ones(2)), "anchor_ok"),
+    (dict(pool_ok=torch.ones(3, dtype=torch.bool)), "pool_ok"),
+    (dict(tau=0.0), "tau"),
+    (dict(num_negatives=0), "num_negatives"),
+])
+def test_bad_arguments(change, name):
+    args = dict(anchors=torch.zeros(2, 4, 8), anchor_ok=torch.ones(2, dtype=torch.bool), pool=torch.zeros(2, 4, 8),
+                pool_ok=torch.ones(2, dtype=torch.bool), tau=0.5, num_negatives=4)
+    args.update(change)
+    with pytest.raises(ValueError, match=name):
+        anco_loss(**args)

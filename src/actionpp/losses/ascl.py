@@ -1,0 +1,222 @@
+"""Adaptive supervised contrastive loss (ASCL) of ACTION++: targeted supervised contrast with a memory queue.
+
+ACTION++ (You et al., MICCAI'23) adapts Targeted Supervised Contrastive learning (TSC; Li et al., CVPR'22): student
+pixel embeddings are contrasted with teacher embeddings and a FIFO queue of past teacher embeddings, and are also
+pulled towards fixed, uniformly spread class centres that are matched to the classes online by the Hungarian algorithm
+on running class centroids (docs/method.md §4.5). The embeddings are the rows sampled by
+``actionpp.sampling.sample_per_class`` (e.g. 256 labelled pixels per present class); no feature map is seen here.
+
+Deviations from the official ``TSC``/``TSC_3d`` (docs/method.md §8.9), both deliberate:
+
+* the queue starts empty (label -1) and empty entries are excluded from the logits, instead of random vectors acting
+  as negatives for the first ``K / N`` steps;
+* enqueueing wraps around for any batch size (no ``K % N == 0`` assert, which fails for 5 or 7 present classes); a
+  batch larger than the queue keeps its last ``K`` rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
+from torch import nn
+
+__all__ = ["ASCLoss", "hungarian_match", "fifo_slots"]
+
+
+def hungarian_match(centroids: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
+    """Assign one centre to each class, maximising ``sum_c cos(mu_c, center_pi(c))``.
+
+    Args:
+        centroids: ``(C, D)`` running class centroids ``mu``.
+        centers: ``(C, D)`` fixed class centres.
+
+    Returns:
+        ``pi``: ``(C,)`` int64 on ``centroids.device``, ``pi[c]`` the index of the centre assigned to class ``c``.
+
+    Raises:
+        ValueError: the shapes differ or are not 2-D.
+    """
+    if centroids.ndim != 2 or centroids.shape != centers.shape:
+        raise ValueError(f"centers: expected shape {tuple(centroids.shape)} (that of centroids), got "
+                         f"{tuple(centers.shape)}")
+    sim = F.normalize(centroids.detach().float(), dim=1) @ F.normalize(centers.detach().float(), dim=1).T
+    return _assign(sim.cpu()).to(centroids.device)
+
+
+def _assign(sim_cpu: torch.Tensor) -> torch.Tensor:
+    rows, cols = linear_sum_assignment(sim_cpu.double().numpy(), maximize=True)
+    pi = torch.empty(len(rows), dtype=torch.long)
+    pi[torch.as_tensor(rows)] = torch.as_tensor(cols, dtype=torch.long)
+    return pi
+
+
+def _class_counts(bins: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Float counts of ``bins`` values ``0..C-1`` (value ``C`` is a discard bin); unlike CUDA ``bincount``, no sync."""
+    ones = torch.ones(bins.shape, dtype=torch.float32, device=bins.device)
+    return torch.zeros(num_classes + 1, device=bins.device).index_add_(0, bins, ones)[:num_classes]
+
+
+def fifo_slots(ptr: torch.Tensor, n: int, size: int) -> tuple[torch.Tensor, int]:
+    """Ring-buffer positions for writing ``n`` rows at ``ptr`` into a buffer of ``size`` rows, computed on the device.
+
+    Row ``i`` of the batch goes to ``(ptr + i) % size``. When ``n > size`` only the last ``size`` rows are written
+    (they land on distinct slots), so the buffer ends as if the rows had been written one by one.
+
+    Args:
+        ptr: ``(1,)`` int64 tensor, the next slot (stays on the device: no synchronisation).
+        n: rows in the batch.
+        size: rows in the buffer.
+
+    Returns:
+        ``(slots, first)``: write ``batch[first:]`` to ``buffer[slots]``; the new pointer is ``(ptr + n) % size``.
+    """
+    first = max(0, n - size)
+    slots = (ptr + torch.arange(first, n, device=ptr.device)) % size
+    return slots, first
+
+
+class ASCLoss(nn.Module):
+    r"""Adaptive supervised contrastive loss (TSC-style) with a label queue and Hungarian-matched class centres.
+
+    With ``s_i, t_i`` the L2-normalised student/teacher embeddings of anchor ``i`` (label ``y_i``), ``m_k`` the valid
+    queue entries (label ``l_k != -1``), ``c_j`` the fixed centres and ``pi`` the Hungarian assignment:
+
+    * logits ``z_i = [s_i.t_i | s_i.m_1 .. s_i.m_K | s_i.c_1 .. s_i.c_C] / tau``, ``log p_ij = z_ij - logsumexp_j z_i``;
+    * ``P_i = {t_i} U {m_k : l_k = y_i}``, ``n_i = |P_i| + 1`` (the ``+1`` is the targeted centre);
+    * ``L_cls = -(1/N) sum_i n_i^-1 sum_{j in P_i} log p_ij``;
+    * ``L_tgt = -(1/N) sum_i n_i^-1 log p_{i, centre pi(y_i)}``;
+    * ``L = L_cls + target_weight * L_tgt``.
+
+    Before the loss, the centroids of the classes present in ``y`` move towards the batch:
+    ``mu_c <- normalize(m mu_c + (1 - m) normalize(mean_{y_i = c} s_i))`` (detached), and ``pi`` is recomputed with
+    scipy's ``linear_sum_assignment`` (one ``C x C`` device-to-host copy per call). After the loss, ``(t_i, y_i)`` are
+    enqueued. Gradients reach the student embeddings only.
+
+    Args:
+        num_classes: ``C``.
+        dim: embedding size ``D``.
+        centers: ``(C, D)`` fixed class centres (normalised here), e.g. from ``actionpp.centers.uniform_centers``.
+        queue_size: ``K`` (official 12288).
+        centroid_momentum: ``m`` of the centroid update (official 0.9).
+        target_weight: weight of the targeted term (official 0.1 in 2D, 0.2 in 3D).
+        seed: seed of the random unit initial centroids.
+
+    Attributes (buffers): ``queue (K, D)``, ``queue_labels (K,)`` (-1 = empty), ``ptr (1,)``, ``centroids (C, D)``,
+    ``centers (C, D)``, and ``last_assignment (C,)`` (``pi`` of the last call; not saved in the state dict).
+
+    Raises:
+        ValueError: bad constructor arguments, or (in ``forward``) bad shapes, ``tau <= 0`` or labels outside
+            ``[0, C)`` (then nothing is updated).
+    """
+
+    def __init__(self, num_classes: int, dim: int, centers: torch.Tensor, queue_size: int = 12288,
+                 centroid_momentum: float = 0.9, target_weight: float = 0.1, seed: int = 0) -> None:
+        super().__init__()
+        for name, v in (("num_classes", num_classes), ("dim", dim), ("queue_size", queue_size)):
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {v!r}")
+        centers = torch.as_tensor(centers, dtype=torch.float32)
+        if tuple(centers.shape) != (num_classes, dim):
+            raise ValueError(f"centers: expected shape ({num_classes}, {dim}), got {tuple(centers.shape)}")
+        if not 0.0 <= centroid_momentum < 1.0:
+            raise ValueError(f"centroid_momentum: expected a value in [0, 1), got {centroid_momentum}")
+        if not target_weight >= 0.0:
+            raise ValueError(f"target_weight: expected a value >= 0, got {target_weight}")
+        self.num_classes, self.dim, self.queue_size = num_classes, dim, queue_size
+        self.centroid_momentum, self.target_weight = float(centroid_momentum), float(target_weight)
+        g = torch.Generator().manual_seed(seed)
+        self.register_buffer("queue", torch.zeros(queue_size, dim))
+        self.register_buffer("queue_labels", torch.full((queue_size,), -1, dtype=torch.long))
+        self.register_buffer("ptr", torch.zeros(1, dtype=torch.long))
+        self.register_buffer("centroids", F.normalize(torch.randn(num_classes, dim, generator=g), dim=1))
+        self.register_buffer("centers", F.normalize(centers, dim=1))
+        self.register_buffer("last_assignment", torch.arange(num_classes), persistent=False)
+
+    def forward(self, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, tau: float) -> torch.Tensor:
+        """Loss of ``N`` anchors, then update centroids (before) and queue (after).
+
+        Args:
+            s: ``(N, D)`` student embeddings (with grad).
+            t: ``(N, D)`` teacher embeddings of the same pixels (detached here).
+            y: ``(N,)`` int64 class labels in ``[0, C)``.
+            tau: temperature, > 0.
+
+        Returns:
+            Scalar loss on ``s.device``.
+        """
+        self._check(s, t, y, tau)
+        with torch.autocast(device_type=s.device.type, enabled=False):  # logsumexp over K + C + 1 columns: fp32
+            s_hat = F.normalize(s.float(), dim=1)
+            t_hat = F.normalize(t.detach().float(), dim=1)
+            pi = self._update_centroids(s_hat.detach(), y)
+            loss = self._loss(s_hat, t_hat, y, pi, tau)
+        self._enqueue(t_hat, y)
+        return loss
+
+    @torch.no_grad()
+    def _update_centroids(self, s_hat: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Move the centroids of the classes in ``y`` towards the batch means; return the Hungarian ``pi`` (C,)."""
+        C = self.num_classes
+        bad = ((y < 0) | (y >= C)).any()
+        y_safe = torch.where((y >= 0) & (y < C), y, C)  # out-of-range rows fall into a spare bin
+        sums = torch.zeros(C + 1, self.dim, device=s_hat.device).index_add_(0, y_safe, s_hat)[:C]
+        counts = _class_counts(y_safe, C)
+        batch_mu = F.normalize(sums / counts.clamp(min=1)[:, None], dim=1)
+        m = self.centroid_momentum
+        moved = F.normalize(m * self.centroids + (1 - m) * batch_mu, dim=1)
+        centroids = torch.where((counts > 0)[:, None], moved, self.centroids)
+        sim = centroids @ self.centers.T  # unit rows: cosines
+        host = torch.cat([sim.flatten(), bad.float()[None]]).cpu()  # the one device-to-host copy
+        if host[-1] > 0:
+            raise ValueError(f"y: expected labels in [0, {C}), got values outside")
+        self.centroids.copy_(centroids)
+        pi = _assign(host[:-1].view(C, C)).to(s_hat.device)
+        self.last_assignment.copy_(pi)
+        return pi
+
+    def _loss(self, s_hat: torch.Tensor, t_hat: torch.Tensor, y: torch.Tensor, pi: torch.Tensor,
+              tau: float) -> torch.Tensor:
+        """``L_cls + target_weight * L_tgt`` with one ``(N, K)`` product and one ``(N, K)`` logsumexp.
+
+        The queue positives are summed in closed form: ``sum_{k: l_k = y_i} (z_ik - log Z_i) =
+        s_i . S_{y_i} / tau - n_{y_i} log Z_i`` with ``S_c`` the sum and ``n_c`` the count of class-``c`` queue
+        entries, so no ``(N, K)`` mask is formed. Empty entries get a bias of the most negative float (not -inf, so an
+        all-empty queue keeps finite gradients): they vanish from ``Z_i``.
+        """
+        C = self.num_classes
+        queue = self.queue.clone()  # autograd saves it; the enqueue after the loss writes self.queue in place
+        valid = self.queue_labels >= 0
+        s_tau = s_hat / tau
+        bias = torch.zeros(self.queue_size, device=s_hat.device).masked_fill(~valid, torch.finfo(s_hat.dtype).min)
+        z_t = (s_tau * t_hat).sum(dim=1)  # (N,)
+        z_q = torch.addmm(bias, s_tau, queue.T)  # (N, K)
+        z_c = s_tau @ self.centers.T  # (N, C)
+        log_z = torch.logsumexp(torch.stack([z_t, torch.logsumexp(z_q, dim=1), torch.logsumexp(z_c, dim=1)], 1), 1)
+
+        bins = torch.where(valid, self.queue_labels, C)
+        q_sum = torch.zeros(C + 1, self.dim, device=s_hat.device).index_add_(0, bins, queue)[:C]  # (C, D)
+        q_cnt = _class_counts(bins, C)  # (C,)
+        n_same = q_cnt[y]
+        n_i = n_same + 2.0  # |P_i| + 1 = (1 + n_same) + 1
+        log_p_pos = (z_t - log_z) + (s_tau * q_sum[y]).sum(dim=1) - n_same * log_z
+        l_cls = -(log_p_pos / n_i).mean()
+        l_tgt = -((z_c.gather(1, pi[y][:, None])[:, 0] - log_z) / n_i).mean()
+        return l_cls + self.target_weight * l_tgt
+
+    @torch.no_grad()
+    def _enqueue(self, t_hat: torch.Tensor, y: torch.Tensor) -> None:
+        slots, first = fifo_slots(self.ptr, t_hat.shape[0], self.queue_size)
+        self.queue[slots] = t_hat[first:].to(self.queue.dtype)
+        self.queue_labels[slots] = y[first:]
+        self.ptr.copy_((self.ptr + t_hat.shape[0]) % self.queue_size)
+
+    def _check(self, s: torch.Tensor, t: torch.Tensor, y: torch.Tensor, tau: float) -> None:
+        if s.ndim != 2 or s.shape[1] != self.dim or s.shape[0] < 1:
+            raise ValueError(f"s: expected shape (N, {self.dim}) with N >= 1, got {tuple(s.shape)}")
+        if t.shape != s.shape:
+            raise ValueError(f"t: expected shape {tuple(s.shape)} (that of s), got {tuple(t.shape)}")
+        if y.dtype != torch.long or tuple(y.shape) != (s.shape[0],):
+            raise ValueError(f"y: expected an int64 tensor of shape ({s.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        if isinstance(tau, (int, float)) and not tau > 0:
+            raise ValueError(f"tau: expected a positive number, got {tau!r}")
