@@ -1,0 +1,63 @@
+"""Cost of one training step per method, same backbone, batch and patch; medians of interleaved repeats.
+
+    python benchmarks/step_cost.py --patch 256 256 --repeats 7 [--dims 2] [--threads 2]
+
+Each repeat times one ``Trainer.train_step`` of every method in turn on the same batch, so machine noise hits
+all methods alike; the table gives the median seconds and the ratio to ``mean-teacher``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from actionpp.config import Config
+from actionpp.data.layout import load_dataset
+from actionpp.data.phantoms import make_phantoms
+from actionpp.trainer import Trainer
+
+METHODS = ("supervised", "mean-teacher", "action", "actionpp")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dims", type=int, default=2)
+    ap.add_argument("--patch", type=int, nargs="+", default=[256, 256])
+    ap.add_argument("--batch", type=int, default=4, help="labeled and unlabeled batch size")
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    tmp = Path(tempfile.mkdtemp())
+    size = (10, *a.patch) if a.dims == 2 else tuple(a.patch)
+    data = make_phantoms("cardiac", 4, 2, tmp / "data", seed=0, test_cases=1, size=size)
+    ds = load_dataset(data)
+    trainers = {}
+    for m in METHODS:
+        cfg = Config(data=str(data), out=str(tmp / m), method=m, dims=a.dims, patch=tuple(a.patch), device="cpu",
+                     batch_labeled=a.batch, batch_unlabeled=a.batch, iterations=1000)
+        trainers[m] = Trainer(cfg, ds, show_bar=False)
+    batch = trainers["actionpp"].batches[0]
+    times = {m: [] for m in METHODS}
+    for r in range(a.repeats + 1):
+        for m, tr in trainers.items():
+            t0 = time.perf_counter()
+            tr.train_step(batch, 100 + r)
+            if r:  # the first round warms up allocators and caches
+                times[m].append(time.perf_counter() - t0)
+    base = statistics.median(times["mean-teacher"])
+    print(f"step cost, {a.dims}D patch {a.patch}, batch {a.batch}+{a.batch}, {a.threads} threads, "
+          f"median of {a.repeats} interleaved repeats, torch {torch.__version__}")
+    print(f"{'method':<14}{'median s':>10}{'vs mean-teacher':>17}")
+    for m in METHODS:
+        med = statistics.median(times[m])
+        print(f"{m:<14}{med:>10.3f}{med / base:>16.2f}x")
+
+
+if __name__ == "__main__":
+    main()
