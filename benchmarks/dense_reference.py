@@ -111,6 +111,24 @@ def _time(fn, repeat):
     return sorted(ts)[len(ts) // 2]
 
 
+def compare(size, batch=4, classes=4, dim=128, repeat=3, device="cpu") -> list[tuple[str, float]]:
+    """Median forward+backward seconds of each loss, dense pattern vs indices first, on the same random inputs."""
+    torch.manual_seed(0)
+    dev, C, D = torch.device(device), classes, dim
+    labels = torch.randint(0, C, (batch, *size), device=dev)
+    valid = torch.rand(labels.shape, device=dev) > 0.2
+    prob = torch.softmax(torch.randn(batch, C, *size, device=dev), 1)
+    rep = torch.randn(batch, D, *size, device=dev, requires_grad=True)
+    t_map = torch.randn(batch, D, *size, device=dev)
+    ascl = ASCLoss(C, D, F.normalize(torch.randn(C, D), dim=1), queue_size=12288).to(dev)
+    g = torch.Generator(device=dev).manual_seed(0)
+    rows = [("anco dense", lambda: dense_anco(rep, labels, valid, prob, 0.5)),
+            ("anco sampled", lambda: sampled_anco(rep, labels, valid, prob, 0.5, g=g)),
+            ("ascl dense", lambda: dense_ascl(ascl, rep, t_map, labels, 0.1)),
+            ("ascl sampled", lambda: sampled_ascl(ascl, rep, t_map, labels, 0.1, g=g))]
+    return [(name, _time(fn, repeat)) for name, fn in rows]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, nargs="+", default=[128, 128])
@@ -120,21 +138,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
-    torch.manual_seed(0)
-    dev, C, D = torch.device(a.device), a.classes, a.dim
-    labels = torch.randint(0, C, (a.batch, *a.size), device=dev)
-    valid = torch.rand(labels.shape, device=dev) > 0.2
-    prob = torch.softmax(torch.randn(a.batch, C, *a.size, device=dev), 1)
-    rep = torch.randn(a.batch, D, *a.size, device=dev, requires_grad=True)
-    t_map = torch.randn(a.batch, D, *a.size, device=dev)
-    ascl = ASCLoss(C, D, F.normalize(torch.randn(C, D), dim=1), queue_size=12288).to(dev)
-    g = torch.Generator(device=dev).manual_seed(0)
-    rows = [("anco dense", lambda: dense_anco(rep, labels, valid, prob, 0.5)),
-            ("anco sampled", lambda: sampled_anco(rep, labels, valid, prob, 0.5, g=g)),
-            ("ascl dense", lambda: dense_ascl(ascl, rep, t_map, labels, 0.1)),
-            ("ascl sampled", lambda: sampled_ascl(ascl, rep, t_map, labels, 0.1, g=g))]
-    for name, fn in rows:
-        print(f"{name:14s} {_time(fn, a.repeat):8.4f} s (forward + backward, median of {a.repeat})")
+    for name, secs in compare(a.size, a.batch, a.classes, a.dim, a.repeat, a.device):
+        print(f"{name:14s} {secs:8.4f} s (forward + backward, median of {a.repeat})")
 
 
 if __name__ == "__main__":

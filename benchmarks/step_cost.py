@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4, help="labeled and unlabeled batch size")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dense", action="store_true", help="also time the losses against the dense reference")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp())
@@ -57,6 +58,19 @@ def main() -> None:
     for m in METHODS:
         med = statistics.median(times[m])
         print(f"{m:<14}{med:>10.3f}{med / base:>16.2f}x")
+    if a.dense:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).parent))
+        from dense_reference import compare
+
+        rows = dict(compare(tuple(a.patch), 2 * a.batch, ds.num_classes, 128, a.repeats))
+        print(f"\nlosses alone on {2 * a.batch} x {a.patch}, {ds.num_classes} classes, 128-d embedding maps given "
+              f"(forward + backward, median of {a.repeats}):")
+        for loss in ("anco", "ascl"):
+            d, s = rows[f"{loss} dense"], rows[f"{loss} sampled"]
+            print(f"{loss:<6} dense (official access pattern) {d:8.3f} s   indices first {s:8.3f} s   "
+                  f"speed-up {d / s:5.1f}x")
 
 
 if __name__ == "__main__":

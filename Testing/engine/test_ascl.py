@@ -150,3 +150,21 @@ def test_bad_arguments():
     assert torch.equal(m.centroids, before) and int(m.ptr) == 0  # nothing changed
     with pytest.raises(ValueError, match="centers"):
         hungarian_match(torch.zeros(3, 4), torch.zeros(3, 5))
+
+
+def test_queue_logsumexp_matches_autograd_value_and_gradient():
+    from actionpp.losses.ascl import QueueLogSumExp
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    mem = torch.randn(11, 5, generator=g, dtype=torch.float64)
+    bias = torch.zeros(11, dtype=torch.float64)
+    bias[3] = torch.finfo(torch.float64).min  # an empty queue slot
+    w = torch.randn(7, generator=g, dtype=torch.float64)
+    ours = QueueLogSumExp.apply(x, mem, bias)
+    (gx,) = torch.autograd.grad((ours * w).sum(), x)
+    ref = torch.logsumexp(x @ mem.T + bias, dim=1)
+    (rx,) = torch.autograd.grad((ref * w).sum(), x)
+    assert torch.allclose(ours, ref) and torch.allclose(gx, rx)
+    assert torch.autograd.gradcheck(lambda t: QueueLogSumExp.apply(t, mem, torch.zeros(11, dtype=torch.float64)),
+                                    (x,))

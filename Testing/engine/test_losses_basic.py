@@ -23,7 +23,11 @@ def test_pseudo_loss_hand_computation():
     ce = F.cross_entropy(logits, pseudo, reduction="none")  # (2, 1, 2)
     w = torch.tensor([0.5, 1.0])
     expected = (w * ce.view(2, -1).mean(1)).mean()
-    torch.testing.assert_close(pseudo_label_loss(logits, pseudo, conf, 0.97), expected)
+    torch.testing.assert_close(pseudo_label_loss(logits, pseudo, conf, 0.97, mode="image"), expected)
+    # pixel gate: the unconfident pixel (0.5) contributes nothing, the mean still runs over all 4 pixels
+    mask = (conf >= 0.97).float()
+    torch.testing.assert_close(pseudo_label_loss(logits, pseudo, conf, 0.97), (mask * ce).mean())
+    assert pseudo_label_loss(logits, pseudo, conf * 0, 0.97) == 0
     # 3D shapes work too
     out = pseudo_label_loss(torch.randn(1, 2, 2, 3, 3), torch.zeros(1, 2, 3, 3, dtype=torch.long), torch.ones(1, 2, 3, 3))
     assert out.ndim == 0 and out > 0
@@ -34,6 +38,9 @@ def test_pseudo_loss_bad_arguments():
         pseudo_label_loss(torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 4, dtype=torch.long), torch.ones(1, 3, 3))
     with pytest.raises(ValueError, match="conf"):
         pseudo_label_loss(torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 4))
+    with pytest.raises(ValueError, match="mode"):
+        pseudo_label_loss(torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 3),
+                          mode="soft")
     with pytest.raises(ValueError, match="threshold"):
         pseudo_label_loss(torch.randn(1, 2, 3, 3), torch.zeros(1, 3, 3, dtype=torch.long), torch.ones(1, 3, 3), 1.5)
 

@@ -71,6 +71,8 @@ class Config:
     """delta_s: pseudo-label confidence threshold of the unsupervised loss, and AnCo's hard-anchor threshold."""
     weak_threshold: float = 0.7
     """delta_w: teacher confidence that makes an unlabeled pixel valid for AnCo."""
+    unsup_mask: str = "pixel"
+    """'pixel': only confident pixels enter the pseudo-label loss (ours); 'image': official per-image weighting."""
     mix: str = "cutmix"
     strong_aug: bool = True
 
@@ -133,6 +135,7 @@ class Config:
         _choice("method", self.method, METHODS)
         _choice("network", self.network, NETWORKS)
         _choice("mix", self.mix, MIXES)
+        _choice("unsup_mask", self.unsup_mask, ("pixel", "image"))
         _choice("tau_step", self.tau_step, TAU_STEPS)
         _choice("dims", self.dims, (2, 3))
         if len(self.patch) != self.dims:

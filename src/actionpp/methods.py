@@ -140,7 +140,7 @@ class Learner(nn.Module):
 
         logits, feats = self.student(torch.cat([x_l, x_u]))
         sup = self.dice_ce(logits[:b_l], y_l)
-        unsup = pseudo_label_loss(logits[b_l:], pseudo, conf, cfg.strong_threshold)
+        unsup = pseudo_label_loss(logits[b_l:], pseudo, conf, cfg.strong_threshold, cfg.unsup_mask)
         loss = sup + cfg.unsup_weight * unsup
         logs = {"sup": sup.detach(), "unsup": unsup.detach()}
         taus = self.temperatures(iteration)
