@@ -301,3 +301,15 @@ def test_find_images(tmp_path):
     write_image(_image(0), g, tmp_path / "a.mha")
     with pytest.raises(DataError, match="same case 'a'"):
         find_images(tmp_path)
+
+
+def test_find_images_skips_slicer_segmentations(tmp_path):
+    import numpy as np
+
+    from actionpp.data.io import Geometry, write_image
+    from actionpp.data.layout import find_images
+
+    geo = Geometry(spacing=(1.0, 1.0, 1.0), size=(4, 4, 2))
+    write_image(np.zeros((2, 4, 4), np.float32), geo, tmp_path / "ct.nrrd")
+    write_image(np.zeros((2, 4, 4), np.uint8), geo, tmp_path / "ct.seg.nrrd")
+    assert [p.name for p in find_images(tmp_path)] == ["ct.nrrd"]

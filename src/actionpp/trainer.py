@@ -203,7 +203,7 @@ def train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Pa
         keep = Config.load(saved).to_dict()
         keep.update(device=cfg.device, workers=cfg.workers)  # where to run may change; what to learn may not
         cfg = Config.from_dict(keep)
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != "train.log" for p in out.iterdir()):  # a launcher may open its log first
         raise ConfigError(f"--out {out}: folder exists and is not empty; expected a new run folder "
                           "(pass --resume to continue it)")
     return Trainer(cfg, show_bar=show_bar).run(resume=resume)

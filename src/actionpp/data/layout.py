@@ -239,7 +239,8 @@ def case_name(path: str | Path) -> str:
 def find_images(path: str | Path) -> list[Path]:
     """Image files to predict: ``path`` itself if it is an image file, else the image files in the folder.
 
-    Folders are not searched recursively; hidden files are skipped; files are sorted by name. Detached-header data
+    Folders are not searched recursively; hidden files and Slicer ``*.seg.nrrd`` segmentations are skipped; files
+    are sorted by name. Detached-header data
     files (``.raw``/``.zraw``) are not images. nnU-Net channel tags are recognised: ``x_0000.nii.gz`` is case ``x``,
     and a folder holding ``x_0000`` *and* ``x_0001`` is multi-channel, which is refused.
 
@@ -255,7 +256,8 @@ def find_images(path: str | Path) -> list[Path]:
         return [p]
     if not p.is_dir():
         raise DataError(f"{p}: expected an image file or a folder of images, found nothing")
-    files = sorted((f for f in p.iterdir() if f.is_file() and is_image_file(f)), key=lambda f: f.name)
+    files = sorted((f for f in p.iterdir() if f.is_file() and is_image_file(f) and not f.name.endswith(".seg.nrrd")),
+                   key=lambda f: f.name)  # Slicer segmentation files beside the volumes are not inputs
     if not files:
         raise DataError(f"{p}: expected image files ending in {', '.join(IMAGE_SUFFIXES)}, found none")
     stems = {split_suffix(f)[0] for f in files}

@@ -1,0 +1,323 @@
+"""ACTIONpp: train ACTION++ semi-supervised segmentation on your own volumes inside 3D Slicer, then segment new ones.
+
+This file is kept thin: the module description, the widget that wires the ``.ui`` to the controllers in
+``ACTIONppWidgets``, the logic facade over ``ACTIONppLogic`` and the in-app self-test. The training engine
+(``actionpp``, pure PyTorch/MONAI) always runs in a separate ``PythonSlicer`` process.
+
+Note on names: the package ``ACTIONppLogic`` holds the non-GUI code; the class ``ACTIONppLogic`` defined below
+is the Slicer logic facade (Slicer's naming convention). The package is imported under other names first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import qt
+import slicer
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+from slicer.util import VTKObservationMixin
+
+try:
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+except ImportError:  # before Slicer 5.4
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+_MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+if _MODULE_DIR not in sys.path:
+    sys.path.insert(0, _MODULE_DIR)
+
+from ACTIONppLogic import engine as _engine  # noqa: E402
+
+# The engine ships beside this file in an installed extension, and in <repo>/src in a clone: make
+# ``import actionpp`` work in Slicer's Python console too. Nothing is installed here.
+_engine.ensureEngineOnPath()
+
+from ACTIONppLogic import core as _core  # noqa: E402
+from ACTIONppLogic import jobs as _jobs  # noqa: E402
+from ACTIONppLogic import mrml as _mrml  # noqa: E402
+from ACTIONppWidgets import CurationPanel, Hooks, SegmentPanel, TrainingPanel  # noqa: E402
+
+SETTINGS_WORK_FOLDER = "ACTIONpp/WorkFolder"
+
+
+def defaultWorkFolder() -> Path:
+    stored = qt.QSettings().value(SETTINGS_WORK_FOLDER)
+    return Path(stored) if stored else Path.home() / "ACTIONpp"
+
+
+#
+# Module
+#
+class ACTIONpp(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("ACTIONpp")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = []
+        self.parent.contributors = ["ACTIONpp contributors"]
+        self.parent.helpText = _(
+            "Train a segmentation model on your own volumes with ACTION++ semi-supervised learning: a few volumes "
+            "segmented in the Segment Editor plus unlabeled volumes. "
+            "1. Data: pick the segmentation of each labeled volume (segment names become classes); "
+            "2. Train: runs in a separate process with progress, curves, Cancel and Resume; "
+            "3. Segment: apply a trained model to any volume, the result is a new segmentation shown in 2D and 3D. "
+            "Batch use: ACTIONppBatch.py beside this module.")
+        self.parent.acknowledgementText = _(
+            "ACTION++ is by Chang You et al. (Adaptive Anatomical Contrast, MICCAI 2023 / MedIA); this module "
+            "re-implements it on PyTorch and MONAI. Built with 3D Slicer, MONAI and SimpleITK.")
+
+
+#
+# Widget
+#
+class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self.curation = self.training = self.segment = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/ACTIONpp.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = ACTIONppLogic()
+        self.ui.workFolderPathLineEdit.currentPath = str(self.logic.workFolder)
+        self.ui.workFolderPathLineEdit.currentPathChanged.connect(self.onWorkFolderChanged)
+
+        hooks = Hooks(showError=self.showError, confirm=self.confirm, installDependencies=self.installDependencies,
+                      showCurves=self.showCurves, onTrainingFinished=self.onTrainingFinished,
+                      onSegmentation=self.onSegmentation, currentVolume=self.volumeInView, busy=slicer.util.WaitCursor)
+        self.trainingTimer, self.segmentTimer = qt.QTimer(), qt.QTimer()
+        self.curation = CurationPanel(self.ui, self.logic, qt, hooks, onChanged=self._curationChanged)
+        self.training = TrainingPanel(self.ui, self.logic, _jobs.TrainingSettings, self.curation.cases,
+                                      self.curation.canTrain, self.curation.blockingMessage, timer=self.trainingTimer,
+                                      hooks=hooks)
+        self.segment = SegmentPanel(self.ui, self.logic, deviceProvider=self.training.device, timer=self.segmentTimer,
+                                    hooks=hooks)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self.onSceneNodesChanged)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self.onSceneNodesChanged)
+        self._refreshPending = False
+        self.curation.refresh()
+        if self.logic.trainingJob is not None:  # the module was reloaded while a job ran
+            self.training.poll()
+            if self.logic.trainingJob.running:
+                self.training.markRunning()
+
+    def cleanup(self) -> None:
+        """Stop polling. A running training keeps running in its own process (Cancel stops it)."""
+        self.removeObservers()
+        for timer in (getattr(self, "trainingTimer", None), getattr(self, "segmentTimer", None)):
+            if timer is not None:
+                timer.stop()
+
+    def enter(self) -> None:
+        if self.curation is not None:
+            self.curation.refresh()
+
+    # ---- scene -------------------------------------------------------------------------------------------------
+    def onSceneEndClose(self, caller, event) -> None:
+        self.logic.sceneClosed()
+        if self.parent.isEntered:
+            self.curation.refresh()
+
+    def onSceneNodesChanged(self, caller, event) -> None:
+        if not self._refreshPending:  # many nodes arrive at once when loading: refresh once afterwards
+            self._refreshPending = True
+            qt.QTimer.singleShot(200, self._refreshFromScene)
+
+    def _refreshFromScene(self) -> None:
+        self._refreshPending = False
+        if self.curation is not None:
+            self.curation.refresh()
+
+    def _curationChanged(self) -> None:
+        if self.training is not None:
+            self.training.updateButtons()
+
+    def onWorkFolderChanged(self, path) -> None:
+        if path:
+            self.logic.workFolder = Path(path)
+            qt.QSettings().setValue(SETTINGS_WORK_FOLDER, str(path))
+            self.segment.refreshModels()
+
+    def adoptRun(self, runDir) -> None:
+        """Show an unfinished run from the work folder (e.g. from before a restart) so that *Resume* continues it."""
+        self.logic.adoptRun(runDir)
+        self.training.poll()
+
+    # ---- hooks -------------------------------------------------------------------------------------------------
+    def showError(self, message, details="") -> None:
+        extra = {"detailedText": details} if details else {}
+        slicer.util.errorDisplay(message, windowTitle=_("ACTIONpp"), **extra)
+
+    def confirm(self, question) -> bool:
+        return slicer.util.confirmOkCancelDisplay(question, windowTitle=_("ACTIONpp"))
+
+    def installDependencies(self, plan) -> None:
+        def installTorch(requirement):
+            try:
+                import PyTorchUtils
+            except ImportError as exc:
+                raise RuntimeError(_("PyTorch is needed: install the 'PyTorch' extension from the Extensions "
+                                     "Manager, restart Slicer, and try again.")) from exc
+            torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=requirement[len("torch"):])
+            if torch is None:
+                raise RuntimeError(_("PyTorch was not installed."))
+
+        self.logic.installDependencies(plan, lambda requirements: slicer.util.pip_install(list(requirements)),
+                                       installTorch)
+
+    def showCurves(self) -> None:
+        if self.logic.curvesPlot is not None:
+            slicer.modules.plots.logic().ShowChartInLayout(self.logic.curvesPlot.chart)
+
+    def onTrainingFinished(self, runDir) -> None:
+        self.segment.refreshModels(select=str(runDir))
+
+    def onSegmentation(self, segmentationNode) -> None:
+        segmentationNode.GetDisplayNode().SetVisibility(True)
+
+    def volumeInView(self):
+        layoutManager = slicer.app.layoutManager()
+        sliceWidget = layoutManager.sliceWidget("Red") if layoutManager else None
+        if sliceWidget is None:
+            return None
+        volumeId = sliceWidget.sliceLogic().GetSliceCompositeNode().GetBackgroundVolumeID()
+        return slicer.mrmlScene.GetNodeByID(volumeId) if volumeId else None
+
+
+#
+# Logic
+#
+class ACTIONppLogic(ScriptedLoadableModuleLogic, _core.ModuleLogic):
+    """The module logic: :class:`ACTIONppLogic.core.ModuleLogic` on Slicer's scene, launching ``PythonSlicer``.
+
+    Usable without the widget (Python console, other modules, batch)::
+
+        logic = slicer.util.getModuleLogic("ACTIONpp")  # or ACTIONppLogic()
+        cases = [(volume, logic.guessSegmentation(volume)) for volume in logic.listVolumes()]
+        job = logic.startTraining(cases, TrainingSettings(iterations=500), waitForCompletion=True)
+        segmentation = logic.segment(newVolume, job.runDir, waitForCompletion=True)
+    """
+
+    def __init__(self, workFolder=None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        _mrml.registerSegmentationConverterRules()
+        context = _mrml.SceneContext(slicer.mrmlScene, slicer.modules.segmentations.logic())
+        python = shutil.which("PythonSlicer") or _engine.defaultPython()
+        _core.ModuleLogic.__init__(self, context, workFolder or defaultWorkFolder(), python=python,
+                                   baseEnv=slicer.util.startupEnvironment())
+
+
+#
+# Test (run in Slicer: Developer mode -> Reload and Test, or
+#   Slicer --no-main-window --python-code "import slicer.testing; slicer.testing.runUnitTest(['ACTIONpp'], 'ACTIONpp')")
+#
+class ACTIONppTest(ScriptedLoadableModuleTest):
+    """Synthetic volumes: export + curation + import always; a tiny training and segmentation when the engine's
+    dependencies are installed."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+        self.workFolder = Path(tempfile.mkdtemp(prefix="ACTIONppTest-"))
+
+    def runTest(self):
+        self.setUp()
+        self.test_ExportCurationImport()
+        self.setUp()
+        self.test_TrainAndSegment()
+
+    def _scene(self, labeled=2, unlabeled=1):
+        import numpy as np
+
+        volumes, segmentations = [], []
+        yy, xx = np.mgrid[:32, :32]
+        for i in range(labeled + unlabeled):
+            rng = np.random.default_rng(i)
+            ring = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 80, (4, 32, 32)).copy()
+            core = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 20, (4, 32, 32)).copy()
+            image = (ring * 1.0 + core + rng.normal(0, 0.2, ring.shape)).astype(np.float32)
+            volume = slicer.util.addVolumeFromArray(image, name=f"ACTIONpp test {i}")
+            volume.SetSpacing(1.0, 1.0, 5.0)
+            volumes.append(volume)
+            if i < labeled:
+                segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"segmentation {i}")
+                segmentation.CreateDefaultDisplayNodes()
+                segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+                names = ["ring", "core"] if i % 2 == 0 else ["core", "ring"]  # order differs between volumes
+                for name in names:
+                    segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
+                    mask = (ring & ~core) if name == "ring" else core
+                    slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segmentId,
+                                                                     volume)
+                segmentations.append(segmentation)
+        return volumes, segmentations
+
+    def test_ExportCurationImport(self):
+        import numpy as np
+        import SimpleITK as sitk
+
+        self.delayDisplay("Export, curation check and import")
+        volumes, segmentations = self._scene()
+        logic = ACTIONppLogic(workFolder=self.workFolder)
+        cases = [(v, logic.guessSegmentation(v)) for v in volumes]
+        self.assertEqual([s.GetName() if s else None for _, s in cases], ["segmentation 0", "segmentation 1", None])
+        report = logic.checkCuration(cases)
+        self.assertTrue(report.canTrain, [p.message for p in report.problems])
+        self.assertEqual(report.classes, {"ring": 1, "core": 2})
+        result = logic.exportDataset(cases)
+        label = sitk.GetArrayFromImage(sitk.ReadImage(str(result.folder / "labelsTr" / "ACTIONpp_test_1.nrrd")))
+        ring = slicer.util.arrayFromSegmentBinaryLabelmap(segmentations[1], segmentations[1].GetSegmentation()
+                                                          .GetSegmentIdBySegmentName("ring"), volumes[1])
+        np.testing.assert_array_equal(label == 1, ring > 0)
+
+        bad = logic.checkCuration([(volumes[2], None)])
+        self.assertFalse(bad.canTrain)
+
+        from ACTIONppLogic import prediction
+
+        imported = prediction.importPrediction(result.folder / "labelsTr" / "ACTIONpp_test_0.nrrd",
+                                               result.labels, volumes[0], logic.context.segmentationsLogic)
+        seg = imported.GetSegmentation()
+        self.assertEqual([seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())], ["ring", "core"])
+        self.assertTrue(seg.ContainsRepresentation("Closed surface"))
+        self.delayDisplay("Export, curation check and import passed")
+
+    def test_TrainAndSegment(self):
+        logic = ACTIONppLogic(workFolder=self.workFolder)
+        plan = logic.dependencyPlan()
+        if not plan.empty:
+            self.delayDisplay("Skipping training: " + plan.describe())
+            return
+        self.delayDisplay("Tiny training in a PythonSlicer process")
+        volumes, _ = self._scene()
+        cases = [(v, logic.guessSegmentation(v)) for v in volumes]
+        settings = _jobs.TrainingSettings(method="actionpp", iterations=6, device="cpu", checkpointEvery=3,
+                                          extraArgs=["--patch", "32", "32", "--batch-labeled", "2",
+                                                     "--batch-unlabeled", "1", "--channels", "8", "16"])
+        job = logic.startTraining(cases, settings, waitForCompletion=True)
+        self.assertEqual(job.state, _jobs.FINISHED, job.logTail())
+        models, _ = logic.listModels()
+        self.assertEqual(models[0].path, job.runDir)
+        segmentation = logic.segment(volumes[2], models[0], device="cpu", waitForCompletion=True)
+        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
+        logging.info(f"ACTIONpp self-test: {segmentation.GetName()} created from {job.runDir}")
+        self.delayDisplay("Training and segmentation passed")

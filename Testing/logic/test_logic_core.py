@@ -1,0 +1,125 @@
+"""``ModuleLogic`` end to end on a headless scene: curate the scene's volumes, export, train (real engine, tiny),
+chart the curves, list the model, segment a volume into a new segmentation node."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer_core", reason="slicer-core is not installed (pip install slicer-core)")
+from actionpp_logic_testing import ENGINE_ENV, TINY_TRAINING, requireEngine  # noqa: E402
+
+from ACTIONppLogic import jobs  # noqa: E402
+from ACTIONppLogic.core import ModuleLogic  # noqa: E402
+from ACTIONppLogic.jobs import TrainingSettings  # noqa: E402
+from ACTIONppLogic.plots import TrainingCurvesPlot  # noqa: E402
+
+SHAPE = (4, 32, 32)
+
+
+def _disc(seed):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:32, :32]
+    cy, cx = rng.integers(12, 20, 2)
+    r2 = (yy - cy) ** 2 + (xx - cx) ** 2
+    ring = np.broadcast_to(r2 < 81, SHAPE).copy()
+    core = np.broadcast_to(r2 < 16, SHAPE).copy()
+    image = (ring * 1.0 + core * 1.0 + rng.normal(0, 0.2, SHAPE)).astype(np.float32)
+    return image, ring & ~core, core
+
+
+@pytest.fixture
+def scene3(ctx, mk):
+    """Three volumes; the first two have segmentations made on them (reference geometry set, as the Segment
+    Editor does), with their segments in different orders."""
+    volumes = []
+    for i in range(3):
+        image, ring, core = _disc(i)
+        volume = mk.volume(ctx.scene, image, f"scan {i}", spacing=(1.0, 1.0, 6.0))
+        volumes.append(volume)
+        if i == 0:
+            mk.segmentation(ctx, volume, [("ring", ring), ("core", core)], f"scan {i} segmentation")
+        elif i == 1:
+            mk.segmentation(ctx, volume, [("Core", core), ("Ring", ring)], f"scan {i} segmentation")
+    mk.volume(ctx.scene, np.zeros(SHAPE, np.uint8), "a labelmap", nodeClass="vtkMRMLLabelMapVolumeNode")
+    return volumes
+
+
+def test_scene_listing_and_segmentation_guess(ctx, scene3, tmp_path):
+    logic = ModuleLogic(ctx, tmp_path)
+    assert [v.GetName() for v in logic.listVolumes()] == ["scan 0", "scan 1", "scan 2"]
+    guesses = [logic.guessSegmentation(v) for v in scene3]
+    assert [g.GetName() if g else None for g in guesses] == ["scan 0 segmentation", "scan 1 segmentation", None]
+    assert logic.nodeByID(scene3[0].GetID()) is scene3[0] and logic.nodeByID(None) is None
+    report = logic.checkCuration(list(zip(scene3, guesses)))
+    assert report.canTrain and report.classes == {"ring": 1, "core": 2} and (report.labeled, report.unlabeled) == (2, 1)
+
+
+@pytest.mark.slow
+def test_train_then_segment_through_the_logic(ctx, scene3, tmp_path):
+    requireEngine()
+    logic = ModuleLogic(ctx, tmp_path / "work", python=sys.executable, baseEnv=ENGINE_ENV)
+    cases = [(v, logic.guessSegmentation(v)) for v in scene3]
+    settings = TrainingSettings(method="mean-teacher", iterations=6, device="cpu", checkpointEvery=3,
+                                extraArgs=TINY_TRAINING)
+
+    job = logic.startTraining(cases, settings)
+    assert logic.trainingJob is job and job.runDir.parent == tmp_path / "work" / "runs"
+    assert job.runDir.name.endswith("-mean-teacher")
+    with pytest.raises(jobs.JobBusyError):
+        logic.startTraining(cases, settings)
+    job.wait(timeout=120)
+    status = logic.pollTraining()
+    assert status.state == jobs.FINISHED, status.logTail or job.logTail()
+    assert status.progress.done and status.progress.iteration == status.progress.total == 6
+    assert status.progress.labels == {"background": 0, "ring": 1, "core": 2}
+    assert status.progress.method == "mean-teacher" and status.progress.device == "cpu"
+    assert job.modelPath.is_file() and not status.resumable
+    assert "# " in status.newLog and "exit status 0" in status.newLog
+    assert [x for x, _ in logic.curvesPlot.values("loss")] == [1, 2, 3, 4, 5, 6]
+    exported = list((tmp_path / "work" / "datasets").iterdir())
+    assert len(exported) == 1 and (exported[0] / "dataset.json").is_file()
+
+    models, skipped = logic.listModels()
+    assert [m.path for m in models] == [job.runDir] and skipped == []
+    assert models[0].classNames == ["ring", "core"] and models[0].method == "mean-teacher"
+
+    nodesBefore = ctx.scene.GetNumberOfNodes()
+    segmentation = logic.segment(scene3[2], models[0], device="cpu", waitForCompletion=True)
+    assert segmentation.GetName() == f"scan 2 ACTIONpp ({models[0].name})"
+    seg = segmentation.GetSegmentation()
+    assert [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())] == ["ring", "core"]
+    assert seg.ContainsRepresentation("Closed surface")
+    assert ctx.scene.GetNumberOfNodes() == nodesBefore + 2  # the new segmentation + its display node
+
+
+@pytest.mark.slow
+def test_segment_failure_is_reported_not_imported(ctx, scene3, tmp_path):
+    requireEngine()
+    logic = ModuleLogic(ctx, tmp_path, python=sys.executable, baseEnv=ENGINE_ENV)
+    run = tmp_path / "runs" / "fake"
+    run.mkdir(parents=True)
+    (run / "model.json").write_text('{"labels": {"background": 0, "a": 1}}')
+    (run / "model.pt").write_bytes(b"not a model")
+    job = logic.segment(scene3[0], run, device="cpu")
+    assert isinstance(job, jobs.PredictionJob)
+    job.wait(timeout=120)
+    status = logic.pollSegmentation()
+    assert status.state == jobs.FAILED and status.segmentation is None
+    assert status.errorMessage and status.logTail
+
+
+def test_curves_plot_nodes(ctx):
+    plot = TrainingCurvesPlot(ctx.scene)
+    curves = jobs.Curves()
+    for i in range(1, 4):
+        curves.add("loss", i, 1.0 / i)
+    curves.add("val_dice", 3, 0.7)
+    plot.update(curves)
+    assert plot.values("loss") == [(1, 1.0), (2, 0.5), (3, pytest.approx(1 / 3))]
+    assert plot.values("val_dice") == [(3, pytest.approx(0.7))]
+    assert plot.chart.GetNumberOfPlotSeriesNodes() == 2
+    plot.remove()
+    assert ctx.scene.GetNodeByID(plot.chart.GetID()) is None
