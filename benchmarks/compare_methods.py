@@ -1,7 +1,7 @@
 """Accuracy of the methods on cardiac phantoms with few labels: mean foreground Dice and the rarest class.
 
     python benchmarks/compare_methods.py --out benchmarks/results/cardiac_2labeled \
-        --methods supervised mean-teacher action actionpp --seeds 0 1 --iterations 1000
+        --work /tmp/cardiac_runs --methods supervised mean-teacher action actionpp --seeds 0 1 --iterations 1000
 
 Every method trains with the same data, backbone, batch, patch, iterations and seed, then predicts the labeled
 held-out test split, which is scored with ``actionpp evaluate``'s metrics (Dice per class, HD95 in mm). Writes
@@ -28,7 +28,8 @@ from actionpp.trainer import Trainer
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="results.json and results.md go here")
+    ap.add_argument("--work", type=Path, help="phantoms and run folders (default: --out)")
     ap.add_argument("--methods", nargs="+", default=["supervised", "actionpp"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--iterations", type=int, default=1000)
@@ -39,7 +40,8 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
-    data = a.out / "data"
+    work = a.work or a.out
+    data = work / "data"
     if not data.exists():
         make_phantoms("cardiac", a.cases, a.labeled, data, seed=123, test_cases=a.test_cases)
     ds = load_dataset(data)
@@ -52,7 +54,7 @@ def main() -> None:
             key = f"{m}/seed{seed}"
             if key in results:
                 continue
-            run = a.out / "runs" / m / f"seed{seed}"
+            run = work / "runs" / m / f"seed{seed}"
             cfg = Config(data=str(data), out=str(run), method=m, iterations=a.iterations, seed=seed, device="cpu",
                          checkpoint_every=a.iterations)
             t0 = time.perf_counter()

@@ -1,6 +1,7 @@
 """Cost of one training step per method, same backbone, batch and patch; medians of interleaved repeats.
 
-    python benchmarks/step_cost.py --patch 256 256 --repeats 7 [--dims 2] [--threads 2]
+    python benchmarks/step_cost.py --patch 256 256 --repeats 7 --dense            # ACDC-like 2D setting
+    python benchmarks/step_cost.py --dims 3 --patch 80 112 112 --batch 2 --repeats 5  # LA-like 3D setting
 
 Each repeat times one ``Trainer.train_step`` of every method in turn on the same batch, so machine noise hits
 all methods alike; the table gives the median seconds and the ratio to ``mean-teacher``.
@@ -36,7 +37,8 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp())
     size = (10, *a.patch) if a.dims == 2 else tuple(a.patch)
-    data = make_phantoms("cardiac", 4, 2, tmp / "data", seed=0, test_cases=1, size=size)
+    kind = "cardiac" if a.dims == 2 else "atrium"  # ACDC-like in 2D (5 classes), LA-like in 3D (2 classes)
+    data = make_phantoms(kind, 4, 2, tmp / "data", seed=0, test_cases=1, size=size)
     ds = load_dataset(data)
     trainers = {}
     for m in METHODS:
@@ -52,7 +54,7 @@ def main() -> None:
             if r:  # the first round warms up allocators and caches
                 times[m].append(time.perf_counter() - t0)
     base = statistics.median(times["mean-teacher"])
-    print(f"step cost, {a.dims}D patch {a.patch}, batch {a.batch}+{a.batch}, {a.threads} threads, "
+    print(f"step cost, {kind} phantoms ({ds.num_classes} classes), {a.dims}D patch {a.patch}, batch {a.batch}+{a.batch}, {a.threads} threads, "
           f"median of {a.repeats} interleaved repeats, torch {torch.__version__}")
     print(f"{'method':<14}{'median s':>10}{'vs mean-teacher':>17}")
     for m in METHODS:
