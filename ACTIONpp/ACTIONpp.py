@@ -74,7 +74,7 @@ class ACTIONpp(ScriptedLoadableModule):
             "3. Segment: apply a trained model to any volume, the result is a new segmentation shown in 2D and 3D. "
             "Batch use: ACTIONppBatch.py beside this module.")
         self.parent.acknowledgementText = _(
-            "ACTION++ is by Chang You et al. (Adaptive Anatomical Contrast, MICCAI 2023 / MedIA); this module "
+            "ACTION++ is by Chenyu You et al. (adaptive anatomical contrast, MICCAI 2023); this module "
             "re-implements it on PyTorch and MONAI. Built with 3D Slicer, MONAI and SimpleITK.")
 
 
