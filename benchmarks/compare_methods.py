@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--labeled", type=int, default=2)
     ap.add_argument("--test-cases", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides for every method, e.g. unsup_mask=image (JSON values)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
@@ -55,8 +57,10 @@ def main() -> None:
             if key in results:
                 continue
             run = work / "runs" / m / f"seed{seed}"
+            over = {k: json.loads(v) if v[:1] in "[{0123456789-" or v in ("true", "false") else v
+                    for k, v in (kv.split("=", 1) for kv in a.set)}
             cfg = Config(data=str(data), out=str(run), method=m, iterations=a.iterations, seed=seed, device="cpu",
-                         checkpoint_every=a.iterations)
+                         checkpoint_every=a.iterations, **over)
             t0 = time.perf_counter()
             model = Trainer(cfg, ds, show_bar=False).run()
             secs = time.perf_counter() - t0

@@ -16,7 +16,8 @@ from actionpp.metrics import format_table
 from actionpp.trainer import train
 
 
-def overlay_png(image_path: Path, pred_path: Path, gt_path: Path, out: Path, labels: dict[str, int]) -> Path:
+def overlay_png(image_path: Path, pred_path: Path, gt_path: Path, out: Path, labels: dict[str, int],
+                title: str = "prediction") -> Path:
     """Middle slice of a case: image, ground truth and prediction overlays side by side."""
     import matplotlib
 
@@ -32,7 +33,7 @@ def overlay_png(image_path: Path, pred_path: Path, gt_path: Path, out: Path, lab
     colours = ListedColormap([(0, 0, 0, 0)] + list(plt.get_cmap("tab10").colors[:n - 1]))
     aspect = geo.spacing[1] / geo.spacing[0]
     fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
-    for ax, (title, lab) in zip(axes, (("image", None), ("ground truth", gt), ("ACTION++ prediction", pred))):
+    for ax, (title, lab) in zip(axes, (("image", None), ("ground truth", gt), (title, pred))):
         ax.imshow(image[z], cmap="gray", aspect=aspect)
         if lab is not None:
             ax.imshow(lab[z], cmap=colours, vmin=0, vmax=n - 1, alpha=0.5, interpolation="nearest", aspect=aspect)
@@ -69,7 +70,7 @@ def run_demo(out: Path, method: str = "actionpp", iterations: int = 300, device:
     first = sorted(preds)[0]
     gt = data / "labelsTs" / first.name
     image = next((data / "imagesTs").glob(first.name.replace(".nii.gz", "") + "_0000*"))
-    overlay_png(image, first, gt, out / "overlay.png", labels)
+    overlay_png(image, first, gt, out / "overlay.png", labels, title=f"{method} prediction")
     t3 = time.perf_counter()
     report = out / "report.md"
     report.write_text(
