@@ -21,6 +21,8 @@ def test_defaults_are_valid_and_patch_follows_dims():
     ({"anco_tau_min": 2.0}, "--anco-tau-min"),
     ({"device": "gpu"}, "--device"),
     ({"batch_unlabeled": 0}, "--batch-unlabeled"),
+    ({"unsup_rampup": 1.5}, "--unsup-rampup"),
+    ({"unsup_mask": "soft"}, "--unsup-mask"),
     ({"network": "vnet", "patch": (24, 24)}, "--patch"),
 ])
 def test_bad_values_name_the_flag(kw, flag):

@@ -40,6 +40,7 @@ HELP = {
     "unsup_weight": "weight of the pseudo-label loss",
     "strong_threshold": "pseudo-label confidence threshold and AnCo hard-anchor threshold (delta_s)",
     "weak_threshold": "teacher confidence making an unlabeled pixel valid for AnCo (delta_w)",
+    "unsup_rampup": "sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none)",
     "unsup_mask": "pseudo-label gate: pixel (confident pixels only) or image (official per-image weight)",
     "mix": f"mixing inside the unlabeled batch: {', '.join(MIXES)}",
     "strong_aug": "strong augmentation of the unlabeled view",

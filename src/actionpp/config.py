@@ -71,6 +71,8 @@ class Config:
     """delta_s: pseudo-label confidence threshold of the unsupervised loss, and AnCo's hard-anchor threshold."""
     weak_threshold: float = 0.7
     """delta_w: teacher confidence that makes an unlabeled pixel valid for AnCo."""
+    unsup_rampup: float = 0.0
+    """Sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none, as the official code)."""
     unsup_mask: str = "pixel"
     """'pixel': only confident pixels enter the pseudo-label loss (ours); 'image': official per-image weighting."""
     mix: str = "cutmix"
@@ -163,6 +165,8 @@ class Config:
             v = float(getattr(self, name))
             if not 0.0 <= v < 1.0 and not (name.endswith("threshold") and v == 1.0):
                 raise ConfigError(f"--{_flag(name)}: expected a value in [0, 1), got {v}")
+        if not 0.0 <= self.unsup_rampup <= 1.0:
+            raise ConfigError(f"--unsup-rampup: expected a fraction in [0, 1], got {self.unsup_rampup}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction: expected a value in [0, 1), got {self.val_fraction}")
         for name in ("weight_decay", "unsup_weight", "anco_weight", "ascl_weight", "ascl_target_weight",

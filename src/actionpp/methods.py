@@ -36,7 +36,7 @@ from actionpp.losses.supervised import DiceCE
 from actionpp.mixing import apply_mix, classmix_mask, cutmix_mask
 from actionpp.nets import Model
 from actionpp.sampling import sample_per_class
-from actionpp.schedules import cosine_tau, epoch_step
+from actionpp.schedules import cosine_tau, epoch_step, sigmoid_rampup
 from actionpp.teacher import EMATeacher
 
 
@@ -141,7 +141,7 @@ class Learner(nn.Module):
         logits, feats = self.student(torch.cat([x_l, x_u]))
         sup = self.dice_ce(logits[:b_l], y_l)
         unsup = pseudo_label_loss(logits[b_l:], pseudo, conf, cfg.strong_threshold, cfg.unsup_mask)
-        loss = sup + cfg.unsup_weight * unsup
+        loss = sup + cfg.unsup_weight * sigmoid_rampup(iteration, cfg.unsup_rampup * cfg.iterations) * unsup
         logs = {"sup": sup.detach(), "unsup": unsup.detach()}
         taus = self.temperatures(iteration)
         if self.spec.anco:
