@@ -41,6 +41,8 @@ HELP = {
     "strong_threshold": "pseudo-label confidence threshold and AnCo hard-anchor threshold (delta_s)",
     "weak_threshold": "teacher confidence making an unlabeled pixel valid for AnCo (delta_w)",
     "unsup_rampup": "sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none)",
+    "unsup_threshold": "pseudo-label threshold: fixed (delta_s for all classes) or class-adaptive (scaled per class)",
+    "class_conf_momentum": "EMA momentum of the per-class teacher confidence (class-adaptive thresholds)",
     "unsup_mask": "pseudo-label gate: pixel (confident pixels only) or image (official per-image weight)",
     "mix": f"mixing inside the unlabeled batch: {', '.join(MIXES)}",
     "strong_aug": "strong augmentation of the unlabeled view",

@@ -73,6 +73,10 @@ class Config:
     """delta_w: teacher confidence that makes an unlabeled pixel valid for AnCo."""
     unsup_rampup: float = 0.0
     """Sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none, as the official code)."""
+    unsup_threshold: str = "fixed"
+    """'fixed': delta_s for every class (official); 'class-adaptive': delta_s scaled per class by the teacher's
+    relative confidence in that class, so slowly learned (rare) classes get pseudo-labels too."""
+    class_conf_momentum: float = 0.99
     unsup_mask: str = "pixel"
     """'pixel': only confident pixels enter the pseudo-label loss (ours); 'image': official per-image weighting."""
     mix: str = "cutmix"
@@ -138,6 +142,7 @@ class Config:
         _choice("network", self.network, NETWORKS)
         _choice("mix", self.mix, MIXES)
         _choice("unsup_mask", self.unsup_mask, ("pixel", "image"))
+        _choice("unsup_threshold", self.unsup_threshold, ("fixed", "class-adaptive"))
         _choice("tau_step", self.tau_step, TAU_STEPS)
         _choice("dims", self.dims, (2, 3))
         if len(self.patch) != self.dims:
@@ -161,7 +166,7 @@ class Config:
             if not float(getattr(self, name)) > 0:
                 raise ConfigError(f"--{_flag(name)}: expected a positive number, got {getattr(self, name)}")
         for name in ("momentum", "ema_momentum", "strong_threshold", "weak_threshold", "ascl_centroid_momentum",
-                     "overlap"):
+                     "overlap", "class_conf_momentum"):
             v = float(getattr(self, name))
             if not 0.0 <= v < 1.0 and not (name.endswith("threshold") and v == 1.0):
                 raise ConfigError(f"--{_flag(name)}: expected a value in [0, 1), got {v}")

@@ -73,6 +73,7 @@ class Learner(nn.Module):
         self.student = Model(cfg, in_channels, num_classes)
         self.teacher = EMATeacher(self.student, cfg.ema_momentum) if self.spec.teacher else None
         self.dice_ce = DiceCE()
+        self.register_buffer("class_conf", torch.ones(num_classes))  # EMA of the teacher's per-class confidence
         self.ascl = None
         if self.spec.ascl:
             centers = (uniform_centers(num_classes, cfg.embed_dim, seed=cfg.seed) if cfg.centers == "auto"
@@ -136,11 +137,12 @@ class Learner(nn.Module):
             t_in = torch.cat([x_l, x_u]) if self.spec.ascl else x_u
             t_logits, t_feats = self.teacher(t_in)
             conf, pseudo = torch.softmax(t_logits[t_in.shape[0] - x_u.shape[0]:].float(), dim=1).max(dim=1)
-        x_u, pseudo, conf = self._unlabeled_views(x_u, pseudo, conf, g)
+        gate = conf / self._class_scale(pseudo, conf)[pseudo] if cfg.unsup_threshold == "class-adaptive" else conf
+        x_u, pseudo, conf, gate = self._unlabeled_views(x_u, pseudo, conf, gate, g)
 
         logits, feats = self.student(torch.cat([x_l, x_u]))
         sup = self.dice_ce(logits[:b_l], y_l)
-        unsup = pseudo_label_loss(logits[b_l:], pseudo, conf, cfg.strong_threshold, cfg.unsup_mask)
+        unsup = pseudo_label_loss(logits[b_l:], pseudo, gate, cfg.strong_threshold, cfg.unsup_mask)
         loss = sup + cfg.unsup_weight * sigmoid_rampup(iteration, cfg.unsup_rampup * cfg.iterations) * unsup
         logs = {"sup": sup.detach(), "unsup": unsup.detach()}
         taus = self.temperatures(iteration)
@@ -154,18 +156,33 @@ class Learner(nn.Module):
             logs["ascl"] = ascl.detach()
         return loss, logs
 
-    def _unlabeled_views(self, x_u, pseudo, conf, g):
-        """Mix inside the unlabeled batch, then the strong view: intensity on the image, flips on all three."""
+    @torch.no_grad()
+    def _class_scale(self, pseudo: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
+        """Class-adaptive threshold factors ``(C,)``: ``s_c = q_c / max_c' q_c'``, ``q_c`` an EMA of the teacher's mean
+        confidence on the pixels it assigns to class ``c``. Gating ``conf / s_c >= delta_s`` is a threshold of
+        ``delta_s * s_c`` for class ``c``: 0.97 for the class the teacher is surest of, lower for classes it is
+        learning more slowly (the small, rare ones), so they too receive pseudo-labels (FreeMatch-style)."""
+        c = self.num_classes
+        sums = torch.zeros(c, device=conf.device).index_add_(0, pseudo.flatten(), conf.flatten().float())
+        counts = torch.zeros(c, device=conf.device).index_add_(0, pseudo.flatten(), torch.ones_like(conf.flatten()))
+        m = self.cfg.class_conf_momentum
+        seen = counts > 0
+        self.class_conf.copy_(torch.where(seen, m * self.class_conf + (1 - m) * sums / counts.clamp(min=1),
+                                          self.class_conf))
+        return self.class_conf / self.class_conf.max()
+
+    def _unlabeled_views(self, x_u, pseudo, conf, gate, g):
+        """Mix inside the unlabeled batch, then the strong view: intensity on the image, flips on all the maps."""
         cfg = self.cfg
         if cfg.mix == "cutmix":
-            x_u, pseudo, conf = apply_mix(cutmix_mask(x_u.shape[0], tuple(x_u.shape[2:]), g, x_u.device),
-                                          x_u, pseudo, conf)
+            x_u, pseudo, conf, gate = apply_mix(cutmix_mask(x_u.shape[0], tuple(x_u.shape[2:]), g, x_u.device),
+                                                x_u, pseudo, conf, gate)
         elif cfg.mix == "classmix":
-            x_u, pseudo, conf = apply_mix(classmix_mask(pseudo, g, self.num_classes), x_u, pseudo, conf)
+            x_u, pseudo, conf, gate = apply_mix(classmix_mask(pseudo, g, self.num_classes), x_u, pseudo, conf, gate)
         if cfg.strong_aug:
             x_u = apply_strong(x_u, sample_strong_params(x_u.shape[0], g))
-            x_u, pseudo, conf = apply_flips(sample_flips(x_u.shape[0], x_u.ndim - 2, g), x_u, pseudo, conf)
-        return x_u, pseudo, conf
+            x_u, pseudo, conf, gate = apply_flips(sample_flips(x_u.shape[0], x_u.ndim - 2, g), x_u, pseudo, conf, gate)
+        return x_u, pseudo, conf, gate
 
     def _anco(self, logits, feats, labels, conf_u, b_l, tau, g):
         """AnCo on labeled pixels (ground truth) and confident unlabeled pixels (pseudo-labels)."""

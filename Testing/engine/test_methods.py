@@ -1,0 +1,36 @@
+import torch
+
+from actionpp.methods import SPECS, Learner
+
+from conftest import tiny_config
+
+
+def test_class_adaptive_thresholds_follow_teacher_confidence(tmp_path):
+    cfg = tiny_config(tmp_path, method="mean-teacher", unsup_threshold="class-adaptive", class_conf_momentum=0.0)
+    learner = Learner(cfg, 3)
+    pseudo = torch.tensor([[0, 0, 1, 2]])
+    conf = torch.tensor([[1.0, 0.98, 0.8, 0.5]])
+    scale = learner._class_scale(pseudo, conf)
+    assert torch.allclose(scale, torch.tensor([1.0, 0.8 / 0.99, 0.5 / 0.99]))
+    gate = conf / scale[pseudo]
+    # class 2's pixel at 0.5 passes its scaled threshold 0.97 * 0.505; with a fixed 0.97 it would not
+    assert bool((gate >= cfg.strong_threshold).all()) and not bool((conf >= cfg.strong_threshold).all())
+    # classes absent from a batch keep their running value
+    learner._class_scale(torch.tensor([[0, 0]]), torch.tensor([[0.9, 0.9]]))
+    assert torch.allclose(learner.class_conf, torch.tensor([0.9, 0.8, 0.5]))
+
+
+def test_methods_table_matches_the_ablations():
+    assert [m for m, s in SPECS.items() if s.teacher] == ["mean-teacher", "action", "actionpp"]
+    assert SPECS["action"].anco and not SPECS["action"].anco_cosine and not SPECS["action"].ascl
+    assert SPECS["actionpp"].anco_cosine and SPECS["actionpp"].ascl
+
+
+def test_temperatures_per_iteration_and_per_epoch(tmp_path):
+    it = Learner(tiny_config(tmp_path, iterations=100, tau_period=1.0), 3)
+    assert it.temperatures(0) == {"anco": 1.0, "ascl": 1.0}
+    assert abs(it.temperatures(50)["anco"] - 0.1) < 1e-9 and abs(it.temperatures(50)["ascl"] - 0.07) < 1e-9
+    ep = Learner(tiny_config(tmp_path, iterations=100, tau_period=1.0, tau_step="epoch"), 3, iters_per_epoch=30)
+    assert ep.temperatures(59) == ep.temperatures(30) != ep.temperatures(29)
+    const = Learner(tiny_config(tmp_path, method="action", anco_tau=0.5), 3)
+    assert const.temperatures(0) == const.temperatures(37) == {"anco": 0.5}
