@@ -34,3 +34,19 @@ def test_temperatures_per_iteration_and_per_epoch(tmp_path):
     assert ep.temperatures(59) == ep.temperatures(30) != ep.temperatures(29)
     const = Learner(tiny_config(tmp_path, method="action", anco_tau=0.5), 3)
     assert const.temperatures(0) == const.temperatures(37) == {"anco": 0.5}
+
+
+def test_split_and_joint_forwards_agree_when_batchnorm_uses_running_statistics(tmp_path):
+    """Split and joint student forwards differ only in BatchNorm batch statistics."""
+    torch.manual_seed(0)
+    x = {"l_image": torch.randn(2, 1, 32, 32), "l_label": torch.randint(0, 3, (2, 32, 32)),
+         "u_image": torch.randn(2, 1, 32, 32)}
+    out = {}
+    for split in (False, True):
+        torch.manual_seed(1)
+        learner = Learner(tiny_config(tmp_path, split_bn=split), 3)
+        learner.eval()  # eval-mode BN: batch composition no longer matters, so both paths must agree exactly
+        loss, logs = learner(x, 0, torch.Generator().manual_seed(2))
+        out[split] = (float(loss), set(logs))
+    assert out[False][1] == out[True][1] == {"sup", "unsup", "anco", "ascl"}
+    assert abs(out[False][0] - out[True][0]) < 1e-5

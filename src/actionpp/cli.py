@@ -40,6 +40,7 @@ HELP = {
     "unsup_weight": "weight of the pseudo-label loss",
     "strong_threshold": "pseudo-label confidence threshold and AnCo hard-anchor threshold (delta_s)",
     "weak_threshold": "teacher confidence making an unlabeled pixel valid for AnCo (delta_w)",
+    "split_bn": "student forward on labeled and unlabeled halves separately (separate BatchNorm statistics)",
     "unsup_rampup": "sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none)",
     "unsup_threshold": "pseudo-label threshold: fixed (delta_s for all classes) or class-adaptive (scaled per class)",
     "class_conf_momentum": "EMA momentum of the per-class teacher confidence (class-adaptive thresholds)",
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="phantoms -> train -> predict -> evaluate -> report.md")
     d.add_argument("--out", default="demo_out", help="demo folder (default: demo_out)")
     d.add_argument("--method", choices=METHODS, default="actionpp", help="training method (default: actionpp)")
-    d.add_argument("--iterations", type=int, default=300, help="training iterations (default: 300)")
+    d.add_argument("--iterations", type=int, default=600, help="training iterations (default: 600)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     return p
 

@@ -48,16 +48,17 @@ def overlay_png(image_path: Path, pred_path: Path, gt_path: Path, out: Path, lab
     return out
 
 
-def run_demo(out: Path, method: str = "actionpp", iterations: int = 300, device: str = "auto",
-             cases: int = 8, labeled: int = 2) -> Path:
+def run_demo(out: Path, method: str = "actionpp", iterations: int = 600, device: str = "auto",
+             cases: int = 8, labeled: int = 2, **overrides) -> Path:
     """Run the whole pipeline on cardiac phantoms in a new folder ``out``; returns the path of ``report.md``."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise DataError(f"--out {out}: folder exists and is not empty; expected a new demo folder")
     t0 = time.perf_counter()
-    data = make_phantoms("cardiac", cases, labeled, out / "data", seed=0, test_cases=4)
+    # 96 x 96 slices (2 mm pixels) keep a CPU run to a few minutes; the full-size phantoms are 128 x 128
+    data = make_phantoms("cardiac", cases, labeled, out / "data", seed=0, test_cases=4, size=(10, 96, 96))
     cfg = Config(data=str(data), out=str(out / "run"), method=method, iterations=iterations, device=device,
-                 checkpoint_every=max(1, iterations // 4))
+                 patch=(96, 96), checkpoint_every=max(1, iterations // 4), **overrides)
     t1 = time.perf_counter()
     model = train(cfg)
     t2 = time.perf_counter()

@@ -140,7 +140,11 @@ class Learner(nn.Module):
         gate = conf / self._class_scale(pseudo, conf)[pseudo] if cfg.unsup_threshold == "class-adaptive" else conf
         x_u, pseudo, conf, gate = self._unlabeled_views(x_u, pseudo, conf, gate, g)
 
-        logits, feats = self.student(torch.cat([x_l, x_u]))
+        if cfg.split_bn:  # BatchNorm statistics of clean labeled and strongly augmented unlabeled images kept apart
+            (lo_l, fe_l), (lo_u, fe_u) = self.student(x_l), self.student(x_u)
+            logits, feats = torch.cat([lo_l, lo_u]), [torch.cat(p) for p in zip(fe_l, fe_u)]
+        else:
+            logits, feats = self.student(torch.cat([x_l, x_u]))
         sup = self.dice_ce(logits[:b_l], y_l)
         unsup = pseudo_label_loss(logits[b_l:], pseudo, gate, cfg.strong_threshold, cfg.unsup_mask)
         loss = sup + cfg.unsup_weight * sigmoid_rampup(iteration, cfg.unsup_rampup * cfg.iterations) * unsup
