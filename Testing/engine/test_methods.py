@@ -47,6 +47,6 @@ def test_split_and_joint_forwards_agree_when_batchnorm_uses_running_statistics(t
         learner = Learner(tiny_config(tmp_path, split_bn=split), 3)
         learner.eval()  # eval-mode BN: batch composition no longer matters, so both paths must agree exactly
         loss, logs = learner(x, 0, torch.Generator().manual_seed(2))
-        out[split] = (float(loss), set(logs))
+        out[split] = (float(loss.detach()), set(logs))
     assert out[False][1] == out[True][1] == {"sup", "unsup", "anco", "ascl"}
     assert abs(out[False][0] - out[True][0]) < 1e-5
