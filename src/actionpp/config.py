@@ -71,8 +71,9 @@ class Config:
     """delta_s: pseudo-label confidence threshold of the unsupervised loss, and AnCo's hard-anchor threshold."""
     weak_threshold: float = 0.7
     """delta_w: teacher confidence that makes an unlabeled pixel valid for AnCo."""
-    split_bn: bool = False
-    """Run the student on the labeled and the unlabeled half separately (separate BatchNorm batch statistics)."""
+    split_bn: bool = True
+    """Run the student on the labeled and the unlabeled half separately, so BatchNorm never normalises clean labeled
+    images with statistics of strongly augmented ones (ours; joint: --no-split-bn). See benchmarks/README.md."""
     unsup_rampup: float = 0.0
     """Sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none, as the official code)."""
     unsup_threshold: str = "fixed"
