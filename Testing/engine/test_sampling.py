@@ -41,14 +41,31 @@ def test_uniform_over_admissible_positions():
     assert (counts / 8000 - 0.25).abs().max() < 0.03
 
 
-def test_deterministic_and_grouping_invariant(monkeypatch):
-    labels = torch.randint(0, 5, (3, 8, 8, 8), generator=_gen(2))
-    a = sample_per_class(labels, None, 5, 32, _gen(7))
-    b = sample_per_class(labels, None, 5, 32, _gen(7))
-    monkeypatch.setattr(sampling, "_GROUP_ELEMENTS", labels.numel() * 2)  # two classes per block
-    c = sample_per_class(labels, None, 5, 32, _gen(7))
-    for x, y in ((a, b), (a, c)):
-        assert torch.equal(x[0], y[0]) and torch.equal(x[1], y[1])
+def _reference(labels, mask, num_classes, k, generator):
+    """The definition: rank floor(u * n_c) among the admissible pixels of class c in scan order."""
+    u = torch.rand((num_classes, k), generator=generator, dtype=torch.float64)
+    flat = labels.reshape(-1)
+    ok = torch.ones_like(flat, dtype=torch.bool) if mask is None else mask.reshape(-1)
+    idx = torch.zeros(num_classes, k, dtype=torch.long)
+    for c in range(num_classes):
+        where = torch.nonzero((flat == c) & ok).flatten()
+        if len(where):
+            idx[c] = where[(u[c] * len(where)).long().clamp(max=len(where) - 1)]
+    return idx
+
+
+@pytest.mark.parametrize("block", [64, 5, 1])
+def test_matches_the_definition_and_is_deterministic(block, monkeypatch):
+    monkeypatch.setattr(sampling, "_BLOCK", block)  # ragged last block for 5; one pixel per block for 1
+    labels = torch.randint(-1, 6, (3, 7, 9, 11), generator=_gen(2))
+    labels[labels == 4] = 0  # class 4 absent
+    mask = torch.rand(labels.shape, generator=_gen(3)) > 0.4
+    for m in (None, mask):
+        a, present = sample_per_class(labels, m, 6, 33, _gen(7))
+        b, _ = sample_per_class(labels, m, 6, 33, _gen(7))
+        ref = _reference(labels, m, 6, 33, _gen(7))
+        assert torch.equal(a, b) and torch.equal(a, ref)
+        assert present.tolist() == [True, True, True, True, False, True]
 
 
 def test_empty_input():

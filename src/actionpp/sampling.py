@@ -11,8 +11,8 @@ import torch
 
 __all__ = ["sample_per_class", "uniform"]
 
-_GROUP_ELEMENTS = 1 << 24
-"""Largest one-hot cumulative-count block (int32 elements) built at once by :func:`sample_per_class`."""
+_BLOCK = 64
+"""Pixels per block of :func:`sample_per_class`'s two-level search."""
 
 
 def uniform(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
@@ -46,11 +46,11 @@ def sample_per_class(labels: torch.Tensor, mask: torch.Tensor | None, num_classe
     For every class ``c`` the indices are i.i.d. uniform over ``{i : labels[i] == c and mask[i]}``. Labels outside
     ``[0, num_classes)`` (an ignore value such as -1 or 255) are never drawn.
 
-    Method (no sort, no host synchronisation): for a group of classes, ``cum[c, i]`` counts the admissible pixels of
-    class ``c`` among positions ``0..i`` (an int32 cumulative sum of the one-hot rows); ``n_c = cum[c, -1]``. Draw
-    ``r ~ U{0, ..., n_c - 1}`` as ``floor(u * n_c)``; the ``(r+1)``-th pixel of class ``c`` is the first position where
-    ``cum[c, i] >= r + 1``, found by ``torch.searchsorted`` on the non-decreasing row. Classes are processed in groups
-    of at most ``2**24`` one-hot elements, so memory stays ``O(N)`` for any class count. ``O(C N)`` time in all.
+    Method (no sort, no host synchronisation): draw a rank ``r ~ U{0, ..., n_c - 1}`` as ``floor(u * n_c)`` and find
+    the ``(r+1)``-th admissible pixel of class ``c`` in scan order, in two levels. The pixels are cut into blocks of
+    ``_BLOCK``; one ``scatter_add`` counts each class per block, ``(nb, C)``; ``torch.searchsorted`` on the cumulative
+    block counts finds the block holding rank ``r``, and a cumulative count over that block's ``_BLOCK`` labels finds
+    the pixel. ``O(N)`` work for all classes together plus ``O(C k _BLOCK)``, and ``O(N / _BLOCK * C)`` memory.
 
     Args:
         labels: integer label map of any shape (``N`` elements once flattened, e.g. ``(N,)`` or ``(B, *S)``).
@@ -79,27 +79,30 @@ def sample_per_class(labels: torch.Tensor, mask: torch.Tensor | None, num_classe
             raise ValueError(f"mask: expected a bool tensor, got {mask.dtype}")
         if mask.shape != labels.shape:
             raise ValueError(f"mask: expected shape {tuple(labels.shape)} (that of labels), got {tuple(mask.shape)}")
-    device = labels.device
+    device, C = labels.device, num_classes
     flat = labels.reshape(-1)
     n = flat.numel()
-    ok = (flat >= 0) & (flat < num_classes)
+    u = uniform((C, k), generator, device, torch.float64)  # one draw for all classes
+    if n == 0:
+        return torch.zeros(C, k, dtype=torch.long, device=device), torch.zeros(C, dtype=torch.bool, device=device)
+    ok = (flat >= 0) & (flat < C)
     if mask is not None:
         ok &= mask.reshape(-1)
-    key = torch.where(ok, flat.long(), -1)  # -1: never drawn
-    u = uniform((num_classes, k), generator, device, torch.float64)  # one draw for all classes, whatever the grouping
-    if n == 0:
-        return torch.zeros(num_classes, k, dtype=torch.long, device=device), torch.zeros(
-            num_classes, dtype=torch.bool, device=device)
-    idx, present = [], []
-    group = max(1, _GROUP_ELEMENTS // n)
-    for c0 in range(0, num_classes, group):
-        classes = torch.arange(c0, min(c0 + group, num_classes), device=device)
-        cum = torch.cumsum(key[None, :] == classes[:, None], dim=1, dtype=torch.int32)  # (G, N)
-        counts = cum[:, -1:]  # (G, 1)
-        r = (u[c0:c0 + len(classes)] * counts.to(u.dtype)).long()  # floor(u * n_c) in [0, n_c]
-        r = torch.minimum(r, (counts.long() - 1).clamp(min=0))  # guard the rounding of u * n_c up to n_c
-        pos = torch.searchsorted(cum, (r + 1).to(torch.int32))  # first i with cum >= r + 1
-        ok_c = counts > 0
-        idx.append(torch.where(ok_c, pos.clamp(max=n - 1), 0))
-        present.append(ok_c[:, 0])
-    return torch.cat(idx), torch.cat(present)
+    nb = -(-n // _BLOCK)
+    key = torch.full((nb * _BLOCK,), C, dtype=torch.long, device=device)  # C: never drawn (also the padding)
+    key[:n] = torch.where(ok, flat.long(), C)
+    blocks = key.view(nb, _BLOCK)
+    counts = torch.zeros(nb, C + 1, dtype=torch.int32, device=device)
+    counts.scatter_add_(1, blocks, torch.ones(blocks.shape, dtype=torch.int32, device=device))
+    per_block = counts[:, :C].T.contiguous()  # (C, nb)
+    cum = torch.cumsum(per_block, dim=1, dtype=torch.int32)  # (C, nb) admissible pixels up to each block's end
+    n_c = cum[:, -1:]  # (C, 1)
+    r = (u * n_c.to(u.dtype)).long()  # floor(u * n_c) in [0, n_c]
+    r = torch.minimum(r, (n_c.long() - 1).clamp(min=0))  # guard the rounding of u * n_c up to n_c
+    blk = torch.searchsorted(cum, (r + 1).to(torch.int32)).clamp_(max=nb - 1)  # (C, k) block holding rank r
+    rank = r - (cum.gather(1, blk) - per_block.gather(1, blk)).long()  # rank inside that block
+    hits = blocks[blk] == torch.arange(C, device=device)[:, None, None]  # (C, k, _BLOCK)
+    pos = (torch.cumsum(hits, dim=2, dtype=torch.int32) > rank[..., None]).to(torch.uint8).argmax(dim=2)
+    present = n_c[:, 0] > 0
+    idx = torch.where(present[:, None], (blk * _BLOCK + pos).clamp_(max=n - 1), 0)
+    return idx, present
