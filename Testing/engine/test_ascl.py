@@ -152,19 +152,38 @@ def test_bad_arguments():
         hungarian_match(torch.zeros(3, 4), torch.zeros(3, 5))
 
 
-def test_queue_logsumexp_matches_autograd_value_and_gradient():
+@pytest.mark.parametrize("bound", [None, 3.0, 50.0])  # running maximum / fixed shift / too large: running maximum
+@pytest.mark.parametrize("chunk", [1 << 20, 14, 35])  # one block / blocks of 2 rows / of 5, the last ragged
+def test_queue_logsumexp_matches_autograd_value_and_gradient(chunk, bound, monkeypatch):
+    from actionpp.losses import ascl
     from actionpp.losses.ascl import QueueLogSumExp
 
+    monkeypatch.setattr(ascl, "_CHUNK_ELEMENTS", chunk)  # block rows: chunk // N, N = 7
+
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    mem = torch.randn(11, 5, generator=g, dtype=torch.float64)
+    x = torch.nn.functional.normalize(torch.randn(7, 5, generator=g, dtype=torch.float64), dim=1) * 3.0
+    x.requires_grad_()
+    mem = torch.nn.functional.normalize(torch.randn(11, 5, generator=g, dtype=torch.float64), dim=1)
     bias = torch.zeros(11, dtype=torch.float64)
     bias[3] = torch.finfo(torch.float64).min  # an empty queue slot
     w = torch.randn(7, generator=g, dtype=torch.float64)
-    ours = QueueLogSumExp.apply(x, mem, bias)
+    ours = QueueLogSumExp.apply(x, mem, bias, bound)
     (gx,) = torch.autograd.grad((ours * w).sum(), x)
     ref = torch.logsumexp(x @ mem.T + bias, dim=1)
     (rx,) = torch.autograd.grad((ref * w).sum(), x)
     assert torch.allclose(ours, ref) and torch.allclose(gx, rx)
-    assert torch.autograd.gradcheck(lambda t: QueueLogSumExp.apply(t, mem, torch.zeros(11, dtype=torch.float64)),
-                                    (x,))
+    assert torch.autograd.gradcheck(lambda t: QueueLogSumExp.apply(t, mem, torch.zeros(11, dtype=torch.float64),
+                                                                   bound), (x,))
+
+
+@pytest.mark.parametrize("bound", [None, 2.0])
+def test_queue_logsumexp_all_empty_memory_is_finite_with_zero_gradient(bound):
+    from actionpp.losses.ascl import QueueLogSumExp
+
+    x = torch.nn.functional.normalize(torch.randn(4, 3), dim=1).requires_grad_()
+    mem = torch.zeros(6, 3)
+    bias = torch.full((6,), torch.finfo(torch.float32).min)
+    lse = QueueLogSumExp.apply(x, mem, bias, bound)
+    lse.sum().backward()
+    assert torch.isfinite(lse).all() and (lse < -80).all()  # exp(lse) vanishes next to any real logit
+    assert torch.equal(x.grad, torch.zeros_like(x))

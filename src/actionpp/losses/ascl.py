@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["ASCLoss", "hungarian_match", "fifo_slots"]
 
@@ -77,28 +78,65 @@ def fifo_slots(ptr: torch.Tensor, n: int, size: int) -> tuple[torch.Tensor, int]
 
 
 
+_CHUNK_ELEMENTS = 1 << 20
+"""Logits per block of :class:`QueueLogSumExp` (4 MiB in fp32): small enough to stay in cache, large enough for GEMM."""
+
+
 class QueueLogSumExp(torch.autograd.Function):
     r"""``lse_i = log sum_k exp(x_i . m_k + b_k)`` for ``x`` (N, D) and a constant memory ``m`` (K, D), bias ``b`` (K,).
 
-    The ``N x K`` exponentials of the forward pass are kept and reused by the backward pass
-    (``d lse_i / d x_i = sum_k softmax_ik m_k``), so the largest tensor of ASCL is exponentiated once, in place,
-    instead of once in the forward and again in the backward as ``torch.logsumexp`` does: about half the time of
-    the queue term on CPU (benchmarks/README.md). Gradients flow to ``x`` only.
+    ``QueueLogSumExp.apply(x, memory, bias, bound=None)``. The ``N x K`` logits are ASCL's largest tensor (1280 x 12288
+    with the paper's constants), so they are never stored: the memory is swept in blocks of ``_CHUNK_ELEMENTS / N``
+    rows, and because ``m`` is constant the gradient is known during the same sweep. With a shift ``r_i``:
+
+    * block ``z = [x, 1] [m_B, b_B - r]^T`` (bias and shift ride along as an extra column of the one product);
+    * ``s_i += sum_k e^{z_ik}``, ``a_i += sum_k e^{z_ik} m_k``;
+    * ``lse_i = r_i + log s_i`` and ``d lse_i / d x_i = a_i / s_i`` (``(N, D)``, kept for the backward pass).
+
+    The shift is ``bound`` when given (a float with ``x_i . m_k + b_k <= bound`` for all ``i, k``: ``||x_i||`` for unit
+    memory rows and ``b <= 0``) and at most 40, so that no term can underflow (``z >= -2 bound``); otherwise a running
+    row maximum with rescaling (the streaming log-sum-exp of online softmax). Two products of the full size and no
+    ``N x K`` tensor in memory (benchmarks/README.md). An empty slot has ``b_k`` = the most negative float: it adds
+    nothing, and an all-empty memory gives a finite, hugely negative ``lse`` and a zero gradient. Gradients flow to
+    ``x`` only (not to ``m`` or ``b``); no double backward.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        e = torch.addmm(bias, x, memory.T)
-        m = e.amax(dim=1, keepdim=True)
-        e.sub_(m).exp_()
-        total = e.sum(dim=1, keepdim=True)
-        ctx.save_for_backward(e, total, memory)
-        return (m + total.log()).squeeze(1)
+    def forward(ctx, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor,
+                bound: float | None = None) -> torch.Tensor:
+        n, k = x.shape[0], memory.shape[0]
+        fixed = bound is not None and bound <= 40.0
+        shift = float(bound) if fixed else 0.0
+        x_aug = torch.cat([x, x.new_ones(n, 1)], dim=1)
+        mem_aug = torch.cat([memory, (bias.to(memory.dtype) - shift)[:, None]], dim=1)
+        run_max = x.new_full((n, 1), shift if fixed else float("-inf"))
+        total = x.new_zeros(n, 1)
+        acc = x.new_zeros(n, memory.shape[1]) if ctx.needs_input_grad[0] else None
+        step = max(1, _CHUNK_ELEMENTS // max(n, 1))
+        for j in range(0, k, step):
+            e = x_aug @ mem_aug[j:j + step].T  # (N, block)
+            if not fixed:  # rescale what was summed so far to the new row maximum
+                new_max = torch.maximum(run_max, e.amax(dim=1, keepdim=True))
+                rescale = (run_max - new_max).exp_()
+                total.mul_(rescale)
+                if acc is not None:
+                    acc.mul_(rescale)
+                e.sub_(new_max)
+                run_max = new_max
+            e.exp_()
+            total.add_(e.sum(dim=1, keepdim=True))
+            if acc is not None:
+                acc.addmm_(e, memory[j:j + step])
+        total.clamp_(min=torch.finfo(total.dtype).tiny)
+        if acc is not None:
+            ctx.save_for_backward(acc.div_(total))
+        return (run_max + total.log()).squeeze(1)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        e, total, memory = ctx.saved_tensors
-        return (e * (grad[:, None] / total)) @ memory, None, None
+        (soft_mem,) = ctx.saved_tensors
+        return soft_mem * grad[:, None], None, None, None
 
 
 class ASCLoss(nn.Module):
@@ -210,12 +248,13 @@ class ASCLoss(nn.Module):
         all-empty queue keeps finite gradients): they vanish from ``Z_i``.
         """
         C = self.num_classes
-        queue = self.queue.clone()  # autograd saves it; the enqueue after the loss writes self.queue in place
+        queue = self.queue
         valid = self.queue_labels >= 0
         s_tau = s_hat / tau
         bias = torch.zeros(self.queue_size, device=s_hat.device).masked_fill(~valid, torch.finfo(s_hat.dtype).min)
         z_t = (s_tau * t_hat).sum(dim=1)  # (N,)
-        lse_q = QueueLogSumExp.apply(s_tau, queue, bias)  # (N,) = logsumexp_k(s_tau . q_k + bias_k)
+        bound = 1.0 / tau if isinstance(tau, (int, float)) else None  # |s_tau . q_k| <= 1 / tau: unit rows
+        lse_q = QueueLogSumExp.apply(s_tau, queue, bias, bound)  # (N,)
         z_c = s_tau @ self.centers.T  # (N, C)
         log_z = torch.logsumexp(torch.stack([z_t, lse_q, torch.logsumexp(z_c, dim=1)], 1), 1)
 
