@@ -21,19 +21,21 @@ def _clustered(C, A, P, D, noise, seed=0):
     return anchors, pool
 
 
+@pytest.mark.parametrize("share", [True, False])
 @pytest.mark.parametrize("C", [2, 5])
-def test_separated_classes_give_lower_loss_than_random(C):
+def test_separated_classes_give_lower_loss_than_random(C, share):
     ok = torch.ones(C, dtype=torch.bool)
     a_sep, p_sep = _clustered(C, 32, 48, 16, noise=0.1)
     g = _gen(3)
     a_rnd, p_rnd = torch.randn(C, 32, 16, generator=g), torch.randn(C, 48, 16, generator=g)
-    sep = anco_loss(a_sep, ok, p_sep, ok, 0.5, 64, _gen())
-    rnd = anco_loss(a_rnd, ok, p_rnd, ok, 0.5, 64, _gen())
+    sep = anco_loss(a_sep, ok, p_sep, ok, 0.5, 64, _gen(), share)
+    rnd = anco_loss(a_rnd, ok, p_rnd, ok, 0.5, 64, _gen(), share)
     assert torch.isfinite(sep) and sep < rnd - 0.5
     assert abs(rnd.item() - math.log(65)) < 0.3  # no structure: about log(1 + K)
 
 
-def test_known_value_two_classes_single_pool_row():
+@pytest.mark.parametrize("share", [True, False])
+def test_known_value_two_classes_single_pool_row(share):
     # P = 1: the only negative of class c is the single pool row of the other class, so the loss is closed-form
     g = _gen(4)
     anchors, pool = torch.randn(2, 5, 8, generator=g), torch.randn(2, 1, 8, generator=g)
@@ -44,15 +46,27 @@ def test_known_value_two_classes_single_pool_row():
         pos = F.cosine_similarity(anchors[c], pool[c], dim=1) / tau
         neg = F.cosine_similarity(anchors[c], pool[1 - c], dim=1) / tau
         expected += (torch.logaddexp(pos, neg + math.log(K)) - pos).mean() / 2
-    assert torch.allclose(anco_loss(anchors, ok, pool, ok, tau, K, _gen()), expected, atol=1e-5)
+    assert torch.allclose(anco_loss(anchors, ok, pool, ok, tau, K, _gen(), share), expected, atol=1e-5)
 
 
-def test_gradient_reaches_anchors_not_pool():
+def test_shared_and_per_anchor_negatives_have_the_same_expected_loss():
+    # each anchor sees K i.i.d. negatives from the same distribution either way: the means over draws agree
+    a, p = _clustered(3, 6, 10, 8, noise=0.8)
+    ok = torch.ones(3, dtype=torch.bool)
+    shared = torch.stack([anco_loss(a, ok, p, ok, 0.3, 4, _gen(s), True) for s in range(600)])
+    per_anchor = torch.stack([anco_loss(a, ok, p, ok, 0.3, 4, _gen(s), False) for s in range(600)])
+    se = (shared.var() / 600 + per_anchor.var() / 600).sqrt()
+    assert abs(shared.mean() - per_anchor.mean()) < 4 * se
+    assert shared.var() > per_anchor.var()  # sharing correlates the anchors of a class: a noisier batch estimate
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_gradient_reaches_anchors_not_pool(share):
     a, p = _clustered(3, 8, 8, 8, noise=0.5)
     a.requires_grad_(True)
     p.requires_grad_(True)
     ok = torch.ones(3, dtype=torch.bool)
-    anco_loss(a, ok, p, ok, 0.5, 16, _gen()).backward()
+    anco_loss(a, ok, p, ok, 0.5, 16, _gen(), share).backward()
     assert a.grad is not None and a.grad.abs().sum() > 0
     assert p.grad is None
 
@@ -67,14 +81,15 @@ def test_fewer_than_two_present_classes_is_zero_with_graph():
     assert torch.isfinite(a.grad).all() and a.grad.abs().sum() == 0
 
 
-def test_absent_class_is_never_a_negative():
+@pytest.mark.parametrize("share", [True, False])
+def test_absent_class_is_never_a_negative(share):
     a, p = _clustered(3, 16, 16, 8, noise=0.3)
     pool_ok = torch.tensor([True, True, False])
     anchor_ok = pool_ok.clone()
     garbage = p.clone()
     garbage[2] = a[0, :16]  # if class 2 were sampled, class 0's negatives would equal its anchors
-    l1 = anco_loss(a, anchor_ok, p, pool_ok, 0.5, 32, _gen(5))
-    l2 = anco_loss(a, anchor_ok, garbage, pool_ok, 0.5, 32, _gen(5))
+    l1 = anco_loss(a, anchor_ok, p, pool_ok, 0.5, 32, _gen(5), share)
+    l2 = anco_loss(a, anchor_ok, garbage, pool_ok, 0.5, 32, _gen(5), share)
     assert torch.allclose(l1, l2)
 
 

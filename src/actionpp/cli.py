@@ -52,6 +52,7 @@ HELP = {
     "anco_anchors": "hard anchors sampled per class",
     "anco_negatives": "negatives per anchor",
     "anco_pool": "valid pixels embedded per class (prototype estimate and negative pool)",
+    "anco_share_negatives": "draw one negative set per class for all its anchors (--no-...: per anchor, official)",
     "anco_tau": "AnCo temperature for --method action",
     "anco_tau_min": "AnCo cosine-schedule lower temperature",
     "anco_tau_max": "AnCo cosine-schedule upper temperature",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 METHODS = ("supervised", "mean-teacher", "action", "actionpp")
-NETWORKS = ("unet", "vnet")
+NETWORKS = ("unet", "basicunet", "vnet")
 MIXES = ("cutmix", "classmix", "none")
 TAU_STEPS = ("iteration", "epoch")
 
@@ -92,6 +92,8 @@ class Config:
     anco_negatives: int = 512
     anco_pool: int = 512
     """Valid pixels embedded per class as prototype estimate and negative pool (ours; the official code uses all)."""
+    anco_share_negatives: bool = True
+    """One negative set per class shared by its anchors (ours: same expected loss, ~5x cheaper); False: per anchor."""
     anco_tau: float = 0.5
     """Constant temperature of AnCo for ``--method action``."""
     anco_tau_min: float = 0.1
@@ -152,6 +154,8 @@ class Config:
             raise ConfigError(f"--patch: expected {self.dims} sizes for --dims {self.dims}, got {list(self.patch)}")
         if len(self.channels) < 2 or any(c < 1 for c in self.channels):
             raise ConfigError(f"--channels: expected at least 2 positive widths, got {list(self.channels)}")
+        if self.network == "basicunet" and len(self.channels) != 5:
+            raise ConfigError(f"--channels: basicunet expects 5 widths, got {list(self.channels)}")
         factor = 16 if self.network == "vnet" else 2 ** (len(self.channels) - 1)
         if any(p < 1 or p % factor for p in self.patch):
             raise ConfigError(f"--patch: {self.network} with {len(self.channels)} levels needs sizes divisible by "

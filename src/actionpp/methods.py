@@ -200,7 +200,7 @@ class Learner(nn.Module):
         anchors = self.student.embed(feats, a_idx.flatten(), shape).view(c, cfg.anco_anchors, -1)
         with torch.no_grad():
             pool = self.student.embed(feats, p_idx.flatten(), shape).view(c, cfg.anco_pool, -1)
-        return anco_loss(anchors, a_ok, pool, p_ok, tau, cfg.anco_negatives, g)
+        return anco_loss(anchors, a_ok, pool, p_ok, tau, cfg.anco_negatives, g, cfg.anco_share_negatives)
 
     def _ascl(self, feats, t_feats, y_l, tau, g):
         """ASCL on labeled pixels: student embeddings vs the EMA head on teacher features at the same pixels."""
