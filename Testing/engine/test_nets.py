@@ -7,9 +7,10 @@ from actionpp.nets import Model, gather_points
 
 
 @pytest.mark.parametrize("dims, patch, network", [(2, (32, 32), "unet"), (3, (8, 32, 32), "unet"),
-                                                   (3, (16, 32, 32), "vnet")])
+                                                   (3, (16, 32, 32), "vnet"), (2, (32, 32), "basicunet")])
 def test_logits_and_decoder_features(dims, patch, network):
-    cfg = Config(dims=dims, patch=patch, network=network, channels=(8, 16, 32, 64), embed_dim=12)
+    channels = (4, 8, 16, 32, 64) if network == "basicunet" else (8, 16, 32, 64)
+    cfg = Config(dims=dims, patch=patch, network=network, channels=channels, embed_dim=12)
     model = Model(cfg, 1, 3)
     logits, feats = model(torch.randn(2, 1, *patch))
     assert logits.shape == (2, 3, *patch)
@@ -18,6 +19,15 @@ def test_logits_and_decoder_features(dims, patch, network):
     assert sizes == sorted(sizes) and sizes[0] < sizes[-1]  # coarse (bottleneck) first, finest last
     idx = torch.tensor([0, 5, 2 * torch.Size(patch).numel() - 1])
     assert model.embed(feats, idx, patch).shape == (3, 12)
+
+
+def test_basicunet_is_the_papers_2d_unet_shape():
+    # five decoder maps, widths 256 + 128 + 64 + 32 + 16 = 496 channels, as the official 2D head concatenates
+    model = Model(Config(dims=2, patch=(32, 32), network="basicunet"), 1, 4)
+    assert model.net.feature_channels == [256, 128, 64, 32, 16]
+    assert model.head.mlp[0].in_features == 496
+    with pytest.raises(ValueError, match="--channels"):
+        Config(dims=2, patch=(32, 32), network="basicunet", channels=(8, 16, 32, 64))
 
 
 def test_gather_points_equals_nearest_upsampling():

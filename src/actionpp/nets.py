@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 from monai.networks.layers import Norm
-from monai.networks.nets import UNet, VNet
+from monai.networks.nets import BasicUNet, UNet, VNet
 from torch import nn
 
 from actionpp.config import Config
@@ -66,6 +66,17 @@ def _unet(cfg: Config, in_channels: int, num_classes: int) -> SegNet:
     return SegNet(net, modules, feat_ch)
 
 
+def _basicunet(cfg: Config, in_channels: int, num_classes: int) -> SegNet:
+    """The 2D UNet of the paper's ACDC experiments (SSL4MIS): two conv-BN-LeakyReLU per level, transposed-conv
+    up-sampling, widths ``channels`` (default 16..256). Its decoder features (bottleneck and the four up blocks,
+    256 + 128 + 64 + 32 + 16 = 496 channels) are the ones the official 2D code concatenates."""
+    ch = list(cfg.channels)
+    net = BasicUNet(cfg.dims, in_channels, num_classes, features=(*ch, ch[0]), norm=("batch", {}),
+                    act=("LeakyReLU", {"negative_slope": 0.01, "inplace": True}), dropout=0.0)
+    modules = [net.down_4, net.upcat_4, net.upcat_3, net.upcat_2, net.upcat_1]
+    return SegNet(net, modules, [ch[4], ch[3], ch[2], ch[1], ch[0]])
+
+
 def _vnet(cfg: Config, in_channels: int, num_classes: int) -> SegNet:
     net = VNet(spatial_dims=cfg.dims, in_channels=in_channels, out_channels=num_classes, dropout_dim=cfg.dims)
     modules = [net.down_tr256, net.up_tr256, net.up_tr128, net.up_tr64, net.up_tr32]
@@ -73,10 +84,8 @@ def _vnet(cfg: Config, in_channels: int, num_classes: int) -> SegNet:
 
 
 def build_network(cfg: Config, in_channels: int, num_classes: int) -> SegNet:
-    """The one network factory: ``cfg.network`` in {unet, vnet}, ``cfg.dims`` in {2, 3}."""
-    if cfg.network == "unet":
-        return _unet(cfg, in_channels, num_classes)
-    return _vnet(cfg, in_channels, num_classes)
+    """The one network factory: ``cfg.network`` in {unet, basicunet, vnet}, ``cfg.dims`` in {2, 3}."""
+    return {"unet": _unet, "basicunet": _basicunet, "vnet": _vnet}[cfg.network](cfg, in_channels, num_classes)
 
 
 def gather_points(feats: list[torch.Tensor], index: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
