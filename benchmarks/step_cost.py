@@ -4,7 +4,9 @@
     python benchmarks/step_cost.py --dims 3 --patch 80 112 112 --batch 2 --repeats 5  # LA-like 3D setting
 
 Each repeat times one ``Trainer.train_step`` of every method in turn on the same batch, so machine noise hits
-all methods alike; the table gives the median seconds and the ratio to ``mean-teacher``.
+all methods alike; the table gives the median seconds, the ratio of medians to ``mean-teacher`` and the median of
+the per-repeat ratios (each against the mean-teacher step of the same repeat). ``actionpp/fp32`` is ACTION++ with
+``--ascl-precision float32``, for machines where ``auto`` picks bfloat16.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from actionpp.data.layout import load_dataset
 from actionpp.data.phantoms import make_phantoms
 from actionpp.trainer import Trainer
 
-METHODS = ("supervised", "mean-teacher", "action", "actionpp")
+VARIANTS = {"supervised": {}, "mean-teacher": {}, "action": {}, "actionpp": {},
+            "actionpp/fp32": {"method": "actionpp", "ascl_precision": "float32"}}
 
 
 def main() -> None:
@@ -32,6 +35,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4, help="labeled and unlabeled batch size")
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed steps per method first")
     ap.add_argument("--dense", action="store_true", help="also time the losses against the dense reference")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -41,25 +45,31 @@ def main() -> None:
     data = make_phantoms(kind, 4, 2, tmp / "data", seed=0, test_cases=1, size=size)
     ds = load_dataset(data)
     trainers = {}
-    for m in METHODS:
-        cfg = Config(data=str(data), out=str(tmp / m), method=m, dims=a.dims, patch=tuple(a.patch), device="cpu",
-                     batch_labeled=a.batch, batch_unlabeled=a.batch, iterations=1000)
-        trainers[m] = Trainer(cfg, ds, show_bar=False)
+    for name, extra in VARIANTS.items():
+        cfg = Config(data=str(data), out=str(tmp / name.replace("/", "_")), method=extra.get("method", name),
+                     dims=a.dims, patch=tuple(a.patch), device="cpu", batch_labeled=a.batch, batch_unlabeled=a.batch,
+                     iterations=1000, **{k: v for k, v in extra.items() if k != "method"})
+        trainers[name] = Trainer(cfg, ds, show_bar=False)
     batch = trainers["actionpp"].batches[0]
-    times = {m: [] for m in METHODS}
-    for r in range(a.repeats + 1):
-        for m, tr in trainers.items():
+    for tr in trainers.values():  # warm allocators and caches (the queue sweep costs the same empty or full)
+        for it in range(a.warmup):
+            tr.train_step(batch, it)
+    times = {name: [] for name in VARIANTS}
+    for r in range(a.repeats):
+        for name, tr in trainers.items():
             t0 = time.perf_counter()
             tr.train_step(batch, 100 + r)
-            if r:  # the first round warms up allocators and caches
-                times[m].append(time.perf_counter() - t0)
+            times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["mean-teacher"])
+    ascl_dtype = str(trainers["actionpp"].learner.ascl.matmul_dtype).replace("torch.", "")
     print(f"step cost, {kind} phantoms ({ds.num_classes} classes), {a.dims}D patch {a.patch}, batch {a.batch}+{a.batch}, {a.threads} threads, "
-          f"median of {a.repeats} interleaved repeats, torch {torch.__version__}")
-    print(f"{'method':<14}{'median s':>10}{'vs mean-teacher':>17}")
-    for m in METHODS:
-        med = statistics.median(times[m])
-        print(f"{m:<14}{med:>10.3f}{med / base:>16.2f}x")
+          f"median of {a.repeats} interleaved repeats after {a.warmup} warm-up steps, torch {torch.__version__}, "
+          f"ASCL queue products in {ascl_dtype} (auto)")
+    print(f"{'method':<15}{'median s':>10}{'ratio of medians':>18}{'median ratio':>14}")
+    for name in VARIANTS:
+        med = statistics.median(times[name])
+        paired = statistics.median(t / b for t, b in zip(times[name], times["mean-teacher"]))
+        print(f"{name:<15}{med:>10.3f}{med / base:>17.2f}x{paired:>13.2f}x")
     if a.dense:
         import sys
 

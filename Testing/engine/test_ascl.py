@@ -187,3 +187,33 @@ def test_queue_logsumexp_all_empty_memory_is_finite_with_zero_gradient(bound):
     lse.sum().backward()
     assert torch.isfinite(lse).all() and (lse < -80).all()  # exp(lse) vanishes next to any real logit
     assert torch.equal(x.grad, torch.zeros_like(x))
+
+
+def test_queue_logsumexp_bfloat16_products_stay_close_to_float64():
+    from actionpp.losses.ascl import QueueLogSumExp
+
+    g = torch.Generator().manual_seed(1)
+    tau = 0.07  # the smallest temperature of the schedule: the largest logits
+    x = (torch.nn.functional.normalize(torch.randn(64, 32, generator=g), dim=1) / tau).requires_grad_()
+    mem = torch.nn.functional.normalize(torch.randn(500, 32, generator=g), dim=1)
+    bias = torch.zeros(500)
+    bias[::7] = -1e30  # empty slots
+    lse = QueueLogSumExp.apply(x, mem, bias, 1 / tau, torch.bfloat16)
+    (gx,) = torch.autograd.grad(lse.sum(), x)
+    x64 = x.detach().double().requires_grad_()
+    ref = torch.logsumexp(x64 @ mem.double().T + bias.double(), dim=1)
+    (rx,) = torch.autograd.grad(ref.sum(), x64)
+    assert lse.dtype == torch.float32 and gx.dtype == torch.float32
+    assert ((lse.double() - ref).abs() / ref.abs()).max() < 3e-3  # 2e-4 at the paper's N, K, D
+    assert ((gx.double() - rx).norm(dim=1) / rx.norm(dim=1)).max() < 2e-2
+
+
+def test_ascl_bfloat16_runs_from_an_empty_queue_and_rejects_other_dtypes():
+    m = ASCLoss(3, 8, _centers(3, 8), queue_size=16, matmul_dtype=torch.bfloat16)
+    s = torch.randn(6, 8, requires_grad=True)
+    for _ in range(3):  # empty, partly filled, full and wrapped
+        loss = m(s, torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2]), 0.1)
+        loss.backward()
+        assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        ASCLoss(3, 8, _centers(3, 8), matmul_dtype=torch.float16)

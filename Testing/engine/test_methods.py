@@ -50,3 +50,21 @@ def test_split_and_joint_forwards_agree_when_batchnorm_uses_running_statistics(t
         out[split] = (float(loss.detach()), set(logs))
     assert out[False][1] == out[True][1] == {"sup", "unsup", "anco", "ascl"}
     assert abs(out[False][0] - out[True][0]) < 1e-5
+
+
+def test_bfloat16_ascl_side_stays_close_to_float32(tmp_path):
+    """--ascl-precision bfloat16: the teacher's labeled pass, its embeddings and the queue products in bf16 only."""
+    torch.manual_seed(0)
+    x = {"l_image": torch.randn(2, 1, 32, 32), "l_label": torch.randint(0, 3, (2, 32, 32)),
+         "u_image": torch.randn(2, 1, 32, 32)}
+    out = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(1)
+        learner = Learner(tiny_config(tmp_path, ascl_precision=precision), 3)
+        assert learner.ascl.matmul_dtype == getattr(torch, precision)
+        for it in range(3):  # fills part of the queue
+            loss, logs = learner(x, it, torch.Generator().manual_seed(2 + it))
+        out[precision] = {k: float(v) for k, v in logs.items()}
+    assert out["float32"]["sup"] == out["bfloat16"]["sup"]  # the supervised side is untouched
+    assert out["float32"]["unsup"] == out["bfloat16"]["unsup"]  # so are the pseudo-labels
+    assert abs(out["bfloat16"]["ascl"] - out["float32"]["ascl"]) < 1e-2 * abs(out["float32"]["ascl"])

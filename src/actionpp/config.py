@@ -16,6 +16,7 @@ from typing import Any
 
 METHODS = ("supervised", "mean-teacher", "action", "actionpp")
 NETWORKS = ("unet", "basicunet", "vnet")
+PRECISIONS = ("auto", "float32", "bfloat16")
 MIXES = ("cutmix", "classmix", "none")
 TAU_STEPS = ("iteration", "epoch")
 
@@ -107,6 +108,9 @@ class Config:
     ascl_queue: int = 12288
     ascl_anchors_per_class: int = 256
     ascl_centroid_momentum: float = 0.9
+    ascl_precision: str = "auto"
+    """dtype of the two large queue products: 'auto' = bfloat16 where the device has bf16 matrix units (Ampere+
+    GPUs, CPUs with AMX/AVX512-BF16), float32 elsewhere; or 'float32' / 'bfloat16'. Everything else is float32."""
     centers: str = "auto"
     """'auto' (simplex when C <= D+1, optimised otherwise) or a .npy file of C x D unit vectors."""
 
@@ -149,6 +153,7 @@ class Config:
         _choice("unsup_mask", self.unsup_mask, ("pixel", "image"))
         _choice("unsup_threshold", self.unsup_threshold, ("fixed", "class-adaptive"))
         _choice("tau_step", self.tau_step, TAU_STEPS)
+        _choice("ascl_precision", self.ascl_precision, PRECISIONS)
         _choice("dims", self.dims, (2, 3))
         if len(self.patch) != self.dims:
             raise ConfigError(f"--patch: expected {self.dims} sizes for --dims {self.dims}, got {list(self.patch)}")

@@ -11,16 +11,18 @@ actionpp       EMA          pseudo-label CE       cosine tau (0.1..1.0)       co
 
 One step of ``actionpp`` (shapes ``B = Bl + Bu``, ``S`` the patch):
 
-1. the teacher runs once on ``[x_l; x_u]`` (eval mode, no grad; on ``x_u`` alone without ASCL): pseudo-labels ``y_u``
-   and confidences ``c_u`` of the unlabeled half, and the teacher features used by ASCL on the labeled half;
+1. the teacher (eval mode, no grad) runs on ``x_u``: pseudo-labels ``y_u`` and confidences ``c_u``; with ASCL also on
+   ``x_l`` for ASCL's teacher features, in bfloat16 where ``--ascl-precision`` resolves to it;
 2. ``x_u, y_u, c_u`` are mixed inside the unlabeled batch (CutMix / ClassMix), strongly augmented (intensity on the
    image only, flips on all three);
 3. the student runs once on ``[x_l; x_u]``: ``L = L_sup + w_u L_pseudo + w_a L_AnCo(tau_a(t)) + w_s L_ASCL(tau_s(t))``;
-4. the contrastive terms sample pixel indices first and embed only those pixels (``Model.embed``).
+4. the contrastive terms sample pixel indices first and embed only those pixels (``Model.embed``), the student rows
+   of AnCo and ASCL in one call.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +31,7 @@ from torch import nn
 from actionpp.augment import apply_flips, apply_strong, sample_flips, sample_strong_params
 from actionpp.centers import load_centers, uniform_centers
 from actionpp.config import Config
+from actionpp.hardware import matmul_dtype
 from actionpp.losses.anco import anco_loss
 from actionpp.losses.ascl import ASCLoss
 from actionpp.losses.pseudo import pseudo_label_loss
@@ -79,7 +82,8 @@ class Learner(nn.Module):
             centers = (uniform_centers(num_classes, cfg.embed_dim, seed=cfg.seed) if cfg.centers == "auto"
                        else load_centers(cfg.centers, num_classes, cfg.embed_dim))
             self.ascl = ASCLoss(num_classes, cfg.embed_dim, centers, queue_size=cfg.ascl_queue,
-                                centroid_momentum=cfg.ascl_centroid_momentum, target_weight=cfg.ascl_target_weight)
+                                centroid_momentum=cfg.ascl_centroid_momentum, target_weight=cfg.ascl_target_weight,
+                                matmul_dtype=matmul_dtype(cfg.ascl_precision, resolve_device(cfg.device)))
 
     def _apply(self, fn, recurse=True):
         """``.to()``/``.float()`` reach the teacher too (it is not a submodule, so ``train()`` leaves it in eval)."""
@@ -134,15 +138,18 @@ class Learner(nn.Module):
         cfg, b_l = self.cfg, x_l.shape[0]
         x_u = batch["u_image"]
         with torch.no_grad():  # the teacher sees the labeled images only when ASCL needs its features there
-            t_in = torch.cat([x_l, x_u]) if self.spec.ascl else x_u
-            t_logits, t_feats = self.teacher(t_in)
-            conf, pseudo = torch.softmax(t_logits[t_in.shape[0] - x_u.shape[0]:].float(), dim=1).max(dim=1)
+            t_logits, _ = self.teacher(x_u)
+            conf, pseudo = torch.softmax(t_logits.float(), dim=1).max(dim=1)
+            if self.spec.ascl:
+                with self._ascl_teacher_precision(x_l.device.type):
+                    _, t_feats = self.teacher(x_l)
         gate = conf / self._class_scale(pseudo, conf)[pseudo] if cfg.unsup_threshold == "class-adaptive" else conf
         x_u, pseudo, conf, gate = self._unlabeled_views(x_u, pseudo, conf, gate, g)
 
         if cfg.split_bn:  # BatchNorm statistics of clean labeled and strongly augmented unlabeled images kept apart
             (lo_l, fe_l), (lo_u, fe_u) = self.student(x_l), self.student(x_u)
-            logits, feats = torch.cat([lo_l, lo_u]), [torch.cat(p) for p in zip(fe_l, fe_u)]
+            logits = torch.cat([lo_l, lo_u])
+            feats = [torch.cat(p) for p in zip(fe_l, fe_u)] if self.spec.anco or self.spec.ascl else None
         else:
             logits, feats = self.student(torch.cat([x_l, x_u]))
         sup = self.dice_ce(logits[:b_l], y_l)
@@ -150,15 +157,36 @@ class Learner(nn.Module):
         loss = sup + cfg.unsup_weight * sigmoid_rampup(iteration, cfg.unsup_rampup * cfg.iterations) * unsup
         logs = {"sup": sup.detach(), "unsup": unsup.detach()}
         taus = self.temperatures(iteration)
+        shape, picks = tuple(logits.shape[2:]), []  # student rows of both contrastive terms, embedded in one call
         if self.spec.anco:
-            anco = self._anco(logits, feats, torch.cat([y_l, pseudo]), conf, b_l, taus["anco"], g)
+            a_idx, a_ok, p_idx, p_ok = self._anco_pixels(logits, torch.cat([y_l, pseudo]), conf, b_l, g)
+            picks.append(a_idx.flatten())
+        if self.spec.ascl:
+            s_idx, s_y = self._ascl_pixels(y_l, g)
+            picks.append(s_idx)
+        if picks:
+            rows = self.student.embed(feats, torch.cat(picks), shape).split([len(p) for p in picks])
+        if self.spec.anco:
+            with torch.no_grad():
+                pool = self.student.embed(feats, p_idx.flatten(), shape).view(*p_idx.shape, -1)
+            anco = anco_loss(rows[0].view(*a_idx.shape, -1), a_ok, pool, p_ok, taus["anco"], cfg.anco_negatives, g,
+                             cfg.anco_share_negatives)
             loss = loss + cfg.anco_weight * anco
             logs["anco"] = anco.detach()
         if self.spec.ascl:
-            ascl = self._ascl(feats, t_feats, y_l, taus["ascl"], g)
+            with torch.no_grad(), self._ascl_teacher_precision(s_idx.device.type):
+                t = self.teacher.module.embed(t_feats, s_idx, shape)
+            ascl = self.ascl(rows[-1], t, s_y, taus["ascl"])
             loss = loss + cfg.ascl_weight * ascl
             logs["ascl"] = ascl.detach()
         return loss, logs
+
+    def _ascl_teacher_precision(self, device_type: str):
+        """Autocast to bfloat16 for ASCL's teacher side (the teacher's pass over the labeled half and its embeddings,
+        used only as ASCL's no-grad targets and queue entries) when ``--ascl-precision`` resolves to bfloat16;
+        otherwise no change (an outer ``--amp`` autocast still applies)."""
+        dtype = self.ascl.matmul_dtype
+        return torch.autocast(device_type, dtype=dtype) if dtype != torch.float32 else nullcontext()
 
     @torch.no_grad()
     def _class_scale(self, pseudo: torch.Tensor, conf: torch.Tensor) -> torch.Tensor:
@@ -188,30 +216,26 @@ class Learner(nn.Module):
             x_u, pseudo, conf, gate = apply_flips(sample_flips(x_u.shape[0], x_u.ndim - 2, g), x_u, pseudo, conf, gate)
         return x_u, pseudo, conf, gate
 
-    def _anco(self, logits, feats, labels, conf_u, b_l, tau, g):
-        """AnCo on labeled pixels (ground truth) and confident unlabeled pixels (pseudo-labels)."""
-        cfg, c, shape = self.cfg, self.num_classes, tuple(logits.shape[2:])
+    def _anco_pixels(self, logits, labels, conf_u, b_l, g):
+        """AnCo's pixels, ``(C, A)`` hard anchors and ``(C, P)`` pool rows with their ``(C,)`` presence flags: labeled
+        pixels (ground truth) and confident unlabeled pixels (pseudo-labels) are valid; hard ones are valid pixels
+        whose student probability of their own class is below ``delta_s``."""
+        cfg, c = self.cfg, self.num_classes
         valid = torch.cat([torch.ones_like(labels[:b_l], dtype=torch.bool), conf_u >= cfg.weak_threshold])
         p_own = torch.softmax(logits.detach().float(), dim=1).gather(1, labels.unsqueeze(1)).squeeze(1)
         hard = valid & (p_own < cfg.strong_threshold)
         flat_labels = labels.flatten()
         a_idx, a_ok = sample_per_class(flat_labels, hard.flatten(), c, cfg.anco_anchors, g)
         p_idx, p_ok = sample_per_class(flat_labels, valid.flatten(), c, cfg.anco_pool, g)
-        anchors = self.student.embed(feats, a_idx.flatten(), shape).view(c, cfg.anco_anchors, -1)
-        with torch.no_grad():
-            pool = self.student.embed(feats, p_idx.flatten(), shape).view(c, cfg.anco_pool, -1)
-        return anco_loss(anchors, a_ok, pool, p_ok, tau, cfg.anco_negatives, g, cfg.anco_share_negatives)
+        return a_idx, a_ok, p_idx, p_ok
 
-    def _ascl(self, feats, t_feats, y_l, tau, g):
-        """ASCL on labeled pixels: student embeddings vs the EMA head on teacher features at the same pixels."""
-        cfg, c, shape = self.cfg, self.num_classes, tuple(y_l.shape[1:])
-        idx, ok = sample_per_class(y_l.flatten(), None, c, cfg.ascl_anchors_per_class, g)
+    def _ascl_pixels(self, y_l, g):
+        """ASCL's anchors: ``(N,)`` flat indices of labeled pixels (labeled rows come first in the joint batch), 256
+        per present class, and their ``(N,)`` classes."""
+        c = self.num_classes
+        idx, ok = sample_per_class(y_l.flatten(), None, c, self.cfg.ascl_anchors_per_class, g)
         classes = torch.arange(c, device=idx.device)[:, None].expand_as(idx)
-        idx, y = idx[ok].flatten(), classes[ok].flatten()  # labeled rows come first in the joint batch
-        s = self.student.embed(feats, idx, shape)
-        with torch.no_grad():
-            t = self.teacher.module.embed(t_feats, idx, shape)
-        return self.ascl(s, t, y, tau)
+        return idx[ok].flatten(), classes[ok].flatten()
 
 
 def resolve_device(name: str) -> torch.device:
