@@ -62,9 +62,9 @@ def main() -> None:
             times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["mean-teacher"])
     ascl_dtype = str(trainers["actionpp"].learner.ascl.matmul_dtype).replace("torch.", "")
-    print(f"step cost, {kind} phantoms ({ds.num_classes} classes), {a.dims}D patch {a.patch}, batch {a.batch}+{a.batch}, {a.threads} threads, "
-          f"median of {a.repeats} interleaved repeats after {a.warmup} warm-up steps, torch {torch.__version__}, "
-          f"ASCL queue products in {ascl_dtype} (auto)")
+    print(f"step cost, {kind} phantoms ({ds.num_classes} classes), {a.dims}D patch {a.patch}, "
+          f"batch {a.batch}+{a.batch}, {a.threads} threads, median of {a.repeats} interleaved repeats after "
+          f"{a.warmup} warm-up steps, torch {torch.__version__}, ASCL queue products in {ascl_dtype} (auto)")
     print(f"{'method':<15}{'median s':>10}{'ratio of medians':>18}{'median ratio':>14}")
     for name in VARIANTS:
         med = statistics.median(times[name])

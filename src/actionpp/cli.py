@@ -63,8 +63,8 @@ HELP = {
     "ascl_queue": "ASCL memory-queue length",
     "ascl_anchors_per_class": "ASCL anchors per class present",
     "ascl_centroid_momentum": "momentum of the running class centroids used for matching",
-    "ascl_precision": "dtype of ASCL's queue products: auto (bfloat16 where the device has bf16 matrix units), "
-                      "float32 or bfloat16",
+    "ascl_precision": "dtype of ASCL's teacher pass and queue products: auto (bfloat16 where the device has bf16 "
+                      "matrix units), float32 or bfloat16",
     "centers": "class centres: auto (simplex/optimised) or a .npy file of C x D unit vectors",
     "tau_period": "cosine temperature period as a fraction of the run",
     "tau_step": f"advance the temperature per {' or per '.join(TAU_STEPS)}",

@@ -109,8 +109,9 @@ class Config:
     ascl_anchors_per_class: int = 256
     ascl_centroid_momentum: float = 0.9
     ascl_precision: str = "auto"
-    """dtype of the two large queue products: 'auto' = bfloat16 where the device has bf16 matrix units (Ampere+
-    GPUs, CPUs with AMX/AVX512-BF16), float32 elsewhere; or 'float32' / 'bfloat16'. Everything else is float32."""
+    """dtype of ASCL's teacher side (the teacher's pass over the labeled half and its embeddings) and of its two
+    queue products: 'auto' = bfloat16 where the device has bf16 matrix units (Ampere+ GPUs, CPUs with AMX/AVX512-BF16),
+    float32 elsewhere; or 'float32' / 'bfloat16'. Pseudo-labels, the student and every loss sum stay float32."""
     centers: str = "auto"
     """'auto' (simplex when C <= D+1, optimised otherwise) or a .npy file of C x D unit vectors."""
 

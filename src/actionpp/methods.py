@@ -15,7 +15,8 @@ One step of ``actionpp`` (shapes ``B = Bl + Bu``, ``S`` the patch):
    ``x_l`` for ASCL's teacher features, in bfloat16 where ``--ascl-precision`` resolves to it;
 2. ``x_u, y_u, c_u`` are mixed inside the unlabeled batch (CutMix / ClassMix), strongly augmented (intensity on the
    image only, flips on all three);
-3. the student runs once on ``[x_l; x_u]``: ``L = L_sup + w_u L_pseudo + w_a L_AnCo(tau_a(t)) + w_s L_ASCL(tau_s(t))``;
+3. the student runs on ``x_l`` and ``x_u`` (two passes with ``--split-bn``, the default; one joint pass
+   otherwise): ``L = L_sup + w_u L_pseudo + w_a L_AnCo(tau_a(t)) + w_s L_ASCL(tau_s(t))``;
 4. the contrastive terms sample pixel indices first and embed only those pixels (``Model.embed``), the student rows
    of AnCo and ASCL in one call.
 """

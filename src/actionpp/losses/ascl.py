@@ -88,9 +88,10 @@ _CHUNK_ELEMENTS = 1 << 20
 class QueueLogSumExp(torch.autograd.Function):
     r"""``lse_i = log sum_k exp(x_i . m_k + b_k)`` for ``x`` (N, D) and a constant memory ``m`` (K, D), bias ``b`` (K,).
 
-    ``QueueLogSumExp.apply(x, memory, bias, bound=None, dtype=None)``. The ``N x K`` logits are ASCL's largest tensor (1280 x 12288
-    with the paper's constants), so they are never stored: the memory is swept in blocks of ``_CHUNK_ELEMENTS / N``
-    rows, and because ``m`` is constant the gradient is known during the same sweep. With a shift ``r_i``:
+    ``QueueLogSumExp.apply(x, memory, bias, bound=None, dtype=None)``. The ``N x K`` logits are ASCL's largest
+    tensor (1280 x 12288 with the paper's constants), so they are never stored: the memory is swept in blocks of
+    ``_CHUNK_ELEMENTS / N`` rows, and because ``m`` is constant the gradient is known during the same sweep. With a
+    shift ``r_i``:
 
     * block ``z = [x, 1] [m_B, b_B - r]^T`` (bias and shift ride along as an extra column of the one product);
     * ``[a_i, s_i] += sum_k e^{z_ik} [m_k, 1]`` (one more product; its last column is the row sum);
@@ -102,10 +103,10 @@ class QueueLogSumExp(torch.autograd.Function):
     ``N x K`` tensor in memory (benchmarks/README.md).
 
     ``dtype=torch.bfloat16`` runs both products and the exponentials in bfloat16 (float32 accumulation inside each
-    product and across blocks; no float32 copy of a block): 5-10x faster products where the hardware has bf16 matrix units. With unit-norm rows at
-    ``||x|| = 1 / 0.07`` and the paper's sizes (N = 1280, K = 12288, D = 128) the relative error against float64 is
-    2e-4 in ``lse`` and 5e-3 in the gradient (1e-3 and 1e-2 for a 500-entry, 32-d memory; tested). The shift is
-    rounded to bfloat16 first so that it cancels exactly.
+    product and across blocks; no float32 copy of a block): 5-10x faster products where the hardware has bf16 matrix
+    units. With unit-norm rows at ``||x|| = 1 / 0.07`` and the paper's sizes (N = 1280, K = 12288, D = 128) the
+    relative error against float64 is 2e-4 in ``lse`` and 5e-3 in the gradient (1e-3 and 1e-2 for a 500-entry, 32-d
+    memory; tested). The shift is rounded to bfloat16 first so that it cancels exactly.
 
     An empty slot has a hugely negative ``b_k`` (``_EMPTY``): it adds nothing, and an all-empty memory gives a finite,
     hugely negative ``lse`` and a zero gradient. Gradients flow to ``x`` only (not to ``m`` or ``b``); no double
