@@ -14,7 +14,7 @@ from actionpp_logic_testing import ENGINE_ENV, MODULE_DIR, TINY_TRAINING, requir
 
 from ACTIONppLogic import mrml  # noqa: E402
 
-BATCH = MODULE_DIR / "ACTIONppBatch.py"
+BATCH = MODULE_DIR / "Scripts" / "ACTIONppBatch.py"
 SHAPE = (4, 32, 32)
 
 

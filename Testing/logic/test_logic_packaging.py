@@ -20,7 +20,8 @@ def _cmakeList(name):
 
 
 def test_every_module_script_is_listed_and_every_resource_exists():
-    listed = set(_cmakeList("MODULE_PYTHON_SCRIPTS"))
+    listed = set(_cmakeList("MODULE_PYTHON_SCRIPTS")) | {r for r in _cmakeList("MODULE_PYTHON_RESOURCES")
+                                                          if r.endswith(".py")}
     onDisk = {p.relative_to(MODULE_DIR).as_posix() for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
     assert listed == onDisk, f"not listed: {sorted(onDisk - listed)}; listed but missing: {sorted(listed - onDisk)}"
     for resource in _cmakeList("MODULE_PYTHON_RESOURCES"):
@@ -32,6 +33,14 @@ def test_every_module_script_is_listed_and_every_resource_exists():
                 "EXTENSION_DEPENDS \"PyTorch\"",
                 "find_package(Slicer REQUIRED)", "add_subdirectory(ACTIONpp)", "Slicer_EXTENSION_CPACK"):
         assert key in root, key
+
+
+def test_only_the_module_script_sits_at_the_top_of_the_module_folder():
+    # Slicer's scripted-module factory instantiates every top-level .py of a module folder as a module and logs
+    # "class ... was not found" for a helper script at each start-up: helpers belong in a subfolder.
+    assert sorted(p.name for p in MODULE_DIR.glob("*.py")) == ["ACTIONpp.py"]
+    scripts = [r for r in _cmakeList("MODULE_PYTHON_SCRIPTS") if "/" not in r]
+    assert scripts == ["ACTIONpp.py"], scripts
 
 
 def test_icon_is_a_128_pixel_png():

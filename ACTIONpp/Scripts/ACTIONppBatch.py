@@ -2,12 +2,12 @@
 
 In Slicer::
 
-    Slicer --no-main-window --python-script ACTIONpp/ACTIONppBatch.py -- --data DIR --out RUN \\
+    Slicer --no-main-window --python-script ACTIONpp/Scripts/ACTIONppBatch.py -- --data DIR --out RUN \\
         [--predict DIR --pred-out DIR] [--work DIR] [engine flags, e.g. --iterations 20 --method actionpp --device cpu]
 
 Under plain Python where ``slicer-core`` is installed (how CI runs it)::
 
-    python ACTIONpp/ACTIONppBatch.py --data DIR --out RUN ...
+    python ACTIONpp/Scripts/ACTIONppBatch.py --data DIR --out RUN ...
 
 ``--data`` is either an nnU-Net raw dataset (has ``dataset.json``: trained on as is) or a folder of volumes, each
 with an optional ``<name>.seg.nrrd`` segmentation: those are loaded into an MRML scene through storage nodes and
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODULE_DIR = Path(__file__).resolve().parent
+MODULE_DIR = Path(__file__).resolve().parent.parent  # the folder of ACTIONpp.py (this script is in Scripts/)
 if str(MODULE_DIR) not in sys.path:
     sys.path.insert(0, str(MODULE_DIR))
 
