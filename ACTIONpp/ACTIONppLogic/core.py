@@ -17,7 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import dependencies, export, jobs, mrml, prediction, registry
+import shutil
+
+from . import dependencies, devices, export, jobs, mrml, prediction, registry
 from .jobs import SLOTS, TrainingJob, TrainingSettings
 
 
@@ -33,6 +35,23 @@ class TrainingStatus:
     errorMessage: str = ""
     logTail: str = ""
     resumable: bool = False
+
+
+@dataclass
+class Estimate:
+    """A training's expected duration, from a few timed iterations on the real data and device."""
+
+    secondsPerIteration: float
+    iterations: int
+    device: str
+
+    @property
+    def seconds(self) -> float:
+        return self.secondsPerIteration * self.iterations
+
+    def describe(self) -> str:
+        return (f"about {jobs.formatDuration(self.seconds)} for {self.iterations} iterations on {self.device} "
+                f"({self.secondsPerIteration:.2f} s per iteration, timed on your data)")
 
 
 @dataclass
@@ -62,6 +81,9 @@ class ModuleLogic:
         self.python = python
         self.baseEnv = baseEnv
         self.curvesPlot = None
+        self._deviceReport: dict | None = None
+        self.extraModels: list[Path] = []
+        """Run folders added with :meth:`loadModel` (outside ``WORK/runs``)."""
         self._prediction: dict | None = None
 
     # ---- scene ---------------------------------------------------------------------------------------------------
@@ -95,12 +117,40 @@ class ModuleLogic:
                 for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode"))]
 
     def guessSegmentation(self, volume):
-        """The segmentation made on ``volume`` in the Segment Editor (its reference geometry is the volume), or None."""
+        """The segmentation made on ``volume`` in the Segment Editor (its reference geometry is the volume), or None.
+
+        A model's result (``mrml.isModelResult``) is never proposed: it becomes labels only through
+        :meth:`acceptAsLabels`, after a person has reviewed it.
+        """
         for segmentation in self.listSegmentations():
+            if mrml.isModelResult(segmentation):
+                continue
             role = segmentation.GetReferenceImageGeometryReferenceRole()
             if segmentation.GetNodeReferenceID(role) == volume.GetID():
                 return segmentation
         return None
+
+    def acceptAsLabels(self, segmentation, volume=None):
+        """Copy a reviewed model result into a NEW segmentation that counts as labels of ``volume``.
+
+        ``volume`` defaults to the result's reference volume. The original node is left as it is (still a model
+        result). Returns the new node, named ``<name> (reviewed)``, beside the volume in the subject hierarchy.
+        """
+        role = segmentation.GetReferenceImageGeometryReferenceRole()
+        volume = volume or self.nodeByID(segmentation.GetNodeReferenceID(role))
+        if volume is None:
+            raise ValueError(f"segmentation '{segmentation.GetName()}': expected a reference volume to accept it "
+                             "for, found none; pass the volume")
+        base = segmentation.GetName().replace(" ACTIONpp", "").strip() or volume.GetName()
+        accepted = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                                mrml.uniqueName(self.scene, f"{base} (reviewed)"))
+        accepted.CreateDefaultDisplayNodes()
+        accepted.GetSegmentation().DeepCopy(segmentation.GetSegmentation())
+        accepted.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        if segmentation.GetTransformNodeID():
+            accepted.SetAndObserveTransformNodeID(segmentation.GetTransformNodeID())
+        mrml.placeBeside(accepted, volume)
+        return accepted
 
     @staticmethod
     def segmentNames(segmentation) -> list[str]:
@@ -113,6 +163,43 @@ class ModuleLogic:
     def exportDataset(self, cases, folder=None) -> export.ExportResult:
         folder = Path(folder) if folder else _stamp(self.workFolder / "datasets")
         return export.exportDataset(cases, folder, self.context.segmentationsLogic)
+
+    # ---- checks before launch ------------------------------------------------------------------------------------
+    def deviceReport(self) -> dict:
+        """What PyTorch in the engine's interpreter sees (asked once per logic, a few seconds)."""
+        if self._deviceReport is None:
+            self._deviceReport = devices.probeDevices(self.python or "python", self.baseEnv)
+        return self._deviceReport
+
+    def checkDevice(self, device: str) -> None:
+        """Raise :class:`~ACTIONppLogic.devices.DeviceError` when ``device`` cannot be used (before any job starts).
+
+        ``auto`` and ``cpu`` always work and need no check."""
+        if (device or "auto").strip().lower() in ("auto", "cpu"):
+            return
+        problem = devices.deviceProblem(device, self.deviceReport())
+        if problem:
+            raise devices.DeviceError(problem)
+
+    def estimateTraining(self, dataset, settings: TrainingSettings, steps: int = 5, timeout: float = 600.0) -> Estimate:
+        """Time ``steps`` iterations of the configured training on ``dataset`` (a throw-away run in
+        ``WORK/estimates``, removed afterwards) and scale to ``settings.iterations``."""
+        self.checkDevice(settings.device)
+        probe = TrainingSettings(**{**vars(settings), "iterations": steps, "checkpointEvery": steps})
+        folder = _stamp(self.workFolder / "estimates")
+        job = TrainingJob(dataset, folder, probe, python=self.python, baseEnv=self.baseEnv)
+        try:
+            job.start()
+            state = job.wait(timeout=timeout)
+            if state == jobs.RUNNING:
+                job.cancel()
+                raise jobs.JobError(f"timing {steps} iterations took longer than {timeout:.0f} s")
+            if state != jobs.FINISHED or job.progress.secondsPerIteration is None:
+                raise jobs.JobError(f"timing {steps} iterations failed: {job.errorMessage() or state}")
+            device = devices.describeDevice(settings.device, self.deviceReport())
+            return Estimate(job.progress.secondsPerIteration, int(settings.iterations or 0), device)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)  # made by this call, never the user's
 
     # ---- training ------------------------------------------------------------------------------------------------
     @property
@@ -130,6 +217,7 @@ class ModuleLogic:
         current = self.trainingJob
         if current is not None and current.poll() == jobs.RUNNING:
             raise jobs.JobBusyError("a training job is already running for this scene; cancel it or wait for it")
+        self.checkDevice(settings.device)
         if dataset is None:
             dataset = self.exportDataset(cases).folder
         runDir = Path(runDir) if runDir else _stamp(self.runsFolder, settings.method)
@@ -188,8 +276,37 @@ class ModuleLogic:
 
     # ---- models and segmentation ---------------------------------------------------------------------------------
     def listModels(self):
-        """``(models, skipped runs)`` under ``WORK/runs``."""
-        return registry.listModels(self.runsFolder)
+        """``(models, skipped runs)``: the runs under ``WORK/runs`` (newest first), then models loaded from
+        elsewhere with :meth:`loadModel`."""
+        models, skipped = registry.listModels(self.runsFolder)
+        known = {m.path.resolve() for m in models}
+        for path in list(self.extraModels):
+            try:
+                info = registry.readModel(path)
+            except ValueError:  # moved or deleted since it was loaded
+                self.extraModels.remove(path)
+                continue
+            if info.path.resolve() not in known:
+                models.append(info)
+                known.add(info.path.resolve())
+        return models, skipped
+
+    def loadModel(self, path) -> registry.ModelInfo:
+        """Add a trained model from anywhere: a run folder or its ``model.pt``. Raises ``ValueError`` with one line
+        naming the path and what is wrong (not a run, unfinished, ``model.json`` unreadable, no labels)."""
+        try:
+            info = registry.readModel(path)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+        if info.path not in self.extraModels:
+            self.extraModels.append(info.path)
+        return info
+
+    def listUnfinishedRuns(self) -> list:
+        """Runs under ``WORK/runs`` that stopped before their model was written but have a checkpoint to resume
+        from (e.g. from before Slicer was restarted), newest first."""
+        _, skipped = registry.listModels(self.runsFolder)
+        return sorted((run for run in skipped if run.resumable), key=lambda run: run.path.name, reverse=True)
 
     def segment(self, volume, model, device: str = "auto", createSurface: bool = True,
                 waitForCompletion: bool = False, extraArgs: list[str] | None = None):
@@ -201,6 +318,7 @@ class ModuleLogic:
         :class:`~ACTIONppLogic.jobs.PredictionJob`.
         """
         info = model if isinstance(model, registry.ModelInfo) else registry.readModel(model)
+        self.checkDevice(device)
         current = SLOTS.current(self.scene, jobs.PredictionJob.kind)
         if current is not None and current.poll() == jobs.RUNNING:
             raise jobs.JobBusyError("a segmentation is already running for this scene; wait for it or cancel it")
@@ -235,9 +353,15 @@ class ModuleLogic:
             if volume is None:
                 return SegmentationStatus(jobs.FAILED, errorMessage="the input volume was removed from the scene")
             info = pending["model"]
-            pending["segmentation"] = prediction.importPrediction(
-                job.outputPath, info.labels, volume, self.context.segmentationsLogic,
-                name=f"{volume.GetName()} ACTIONpp ({info.name})", createSurface=pending["createSurface"])
+            try:
+                pending["segmentation"] = prediction.importPrediction(
+                    job.outputPath, info.labels, volume, self.context.segmentationsLogic,
+                    name=f"{volume.GetName()} ACTIONpp ({info.name})", createSurface=pending["createSurface"],
+                    modelPath=str(info.path))
+            except (OSError, ValueError) as exc:
+                pending["error"] = str(exc)
+        if pending.get("error"):
+            return SegmentationStatus(jobs.FAILED, errorMessage=pending["error"], logTail=job.logTail())
         if state == jobs.FAILED:
             return SegmentationStatus(state, errorMessage=job.errorMessage(), logTail=job.logTail())
         return SegmentationStatus(state, segmentation=pending["segmentation"])

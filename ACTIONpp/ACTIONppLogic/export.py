@@ -221,8 +221,8 @@ def _namesDisagree(reference: tuple[str, dict[str, str]], sname: str, vname: str
 def checkCuration(cases) -> CurationReport:
     """Check a selection of ``(volume, segmentation or None)`` and list every problem found.
 
-    Errors: nothing selected, a volume without image data or with several components, a volume listed twice, a
-    segmentation with no segments / duplicate names / a segment called "background" / no painted voxel, one that does
+    Errors: nothing selected, a volume without image data or with several components, a volume listed twice, an
+    unreviewed model result used as labels, a segmentation with no segments / duplicate names / a segment called "background" / no painted voxel, one that does
     not overlap its volume or sits under a non-linear transform, segment names that differ between labeled volumes,
     no labeled volume. Warnings: empty segments, segments reaching outside their volume, no unlabeled volume, one
     segmentation used for several volumes.
@@ -254,6 +254,11 @@ def checkCuration(cases) -> CurationReport:
             report.unlabeled += 1
             continue
         sname = segmentation.GetName()
+        if mrml.isModelResult(segmentation):
+            problems.append(Problem(ERROR, f"Segmentation '{sname}' is a model's result nobody has reviewed: correct "
+                                           "it in the Segment Editor and press 'Accept as labels', or use the volume "
+                                           "as unlabeled.", sname))
+            continue
         if segmentation.GetID() in seenSegmentations:
             problems.append(Problem(WARNING, f"Segmentation '{sname}' labels both "
                                              f"'{seenSegmentations[segmentation.GetID()]}' and '{vname}'.", sname))

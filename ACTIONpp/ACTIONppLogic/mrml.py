@@ -76,6 +76,36 @@ def registerSegmentationConverterRules() -> None:
             factory.RegisterConverterRule(cls())
 
 
+RESULT_ATTRIBUTE = "ACTIONpp.ModelResult"
+"""Node attribute set on every segmentation the module creates from a model's prediction (value: the model's run
+folder). Such a node is never proposed as training labels until a person reviews it (see ``acceptAsLabels``)."""
+
+
+def isModelResult(node) -> bool:
+    """True for a segmentation made by a model and not yet accepted as labels."""
+    return node is not None and bool(node.GetAttribute(RESULT_ATTRIBUTE))
+
+
+def placeBeside(node, sibling) -> None:
+    """Put ``node`` in the subject hierarchy folder (patient / study) that holds ``sibling``, as Slicer's own
+    modules do with results.
+
+    In the application the subject hierarchy plugins give every new data node an item; under ``slicer-core`` alone
+    nothing does, so a missing item is created here (the sibling's item is never created or moved).
+    """
+    scene = node.GetScene()
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene) if scene is not None else None
+    if sh is None:
+        return
+    siblingItem = sh.GetItemByDataNode(sibling)
+    parent = sh.GetItemParent(siblingItem) if siblingItem else sh.GetSceneItemID()
+    item = sh.GetItemByDataNode(node)
+    if item:
+        sh.SetItemParent(item, parent)
+    else:
+        sh.CreateItem(parent, node)
+
+
 def uniqueName(scene, base: str) -> str:
     """``base`` if no node has that name yet, else ``base_1``, ``base_2``..."""
     if scene.GetFirstNodeByName(base) is None:

@@ -1,13 +1,17 @@
 """Import a predicted label map as a NEW segmentation node: one named, coloured segment per class.
 
 The user's nodes are never touched: the node gets a unique name, the input volume as reference geometry (and the
-volume's parent transform), and optionally a closed-surface representation for 3D display.
+volume's parent transform), a place beside the volume in the subject hierarchy, the model-result attribute
+(``mrml.RESULT_ATTRIBUTE``: never proposed as training labels before review), and optionally a closed-surface
+representation for 3D display. A label map that does not lie on the volume's voxel grid is refused.
 """
 
 from __future__ import annotations
 
 import re
 
+import numpy as np
+import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from . import mrml
@@ -51,17 +55,53 @@ def classColour(name: str, index: int) -> tuple[float, float, float]:
     return tuple(c / 255.0 for c in rgb)
 
 
+GRID_TOLERANCE = 1e-3
+"""Largest allowed distance (as a fraction of the smallest voxel size) between corresponding voxel centres of a
+label map and its volume; direction cosines must agree to the same tolerance."""
+
+
+def _ijkToRas(volumeNode) -> np.ndarray:
+    matrix = vtk.vtkMatrix4x4()
+    volumeNode.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+
+
+def gridMismatch(labelmapNode, volumeNode, tolerance: float = GRID_TOLERANCE) -> str:
+    """Why ``labelmapNode`` does not lie on ``volumeNode``'s voxel grid ("" when it does).
+
+    Same dimensions, and the IJK -> RAS matrices agree: every voxel centre within ``tolerance`` x the smallest
+    spacing (checked on the grid's corners, which bounds the whole grid for an affine map).
+    """
+    dimsL = labelmapNode.GetImageData().GetDimensions() if labelmapNode.GetImageData() else (0, 0, 0)
+    dimsV = volumeNode.GetImageData().GetDimensions() if volumeNode.GetImageData() else (0, 0, 0)
+    if tuple(dimsL) != tuple(dimsV):
+        return f"expected {tuple(dimsV)} voxels, found {tuple(dimsL)}"
+    a, b = _ijkToRas(labelmapNode), _ijkToRas(volumeNode)
+    corners = np.array([[i, j, k, 1.0] for i in (0, dimsV[0] - 1) for j in (0, dimsV[1] - 1)
+                        for k in (0, dimsV[2] - 1)]).T
+    offset = float(np.max(np.linalg.norm((a @ corners - b @ corners)[:3], axis=0)))
+    smallest = float(min(volumeNode.GetSpacing()))
+    if offset > tolerance * smallest:
+        return f"voxel centres off by up to {offset:.4g} mm (tolerance {tolerance * smallest:.3g} mm)"
+    return ""
+
+
 def importPrediction(labelPath, labels: dict[str, int], referenceVolume, segmentationsLogic, name: str | None = None,
-                     createSurface: bool = True):
+                     createSurface: bool = True, modelPath: str = ""):
     """Read ``labelPath`` (label values as in ``labels``: class name -> value, background 0) into a new segmentation.
 
     Every class gets a segment, in label order, even when the prediction has no voxel of it (so that the class list
     is the same for every result). Values missing from ``labels`` become segments called ``Label <value>``.
-    Returns the segmentation node.
+    Raises ``ValueError`` (one line naming the file) when the label map is not on ``referenceVolume``'s grid.
+    Returns the segmentation node, marked as a model result (``modelPath`` as the attribute's value).
     """
     scene = referenceVolume.GetScene()
     with mrml.TemporaryNodes(scene) as temporary:  # the labelmap read from file and its helper nodes
         labelmap = mrml.readVolume(scene, labelPath, name="ACTIONpp prediction (temporary)", labelmap=True)
+        mismatch = gridMismatch(labelmap, referenceVolume)
+        if mismatch:
+            raise ValueError(f"{labelPath}: expected a label map on the voxel grid of volume "
+                             f"'{referenceVolume.GetName()}', found one that is not ({mismatch}); nothing imported")
         baseName = name or f"{referenceVolume.GetName()} ACTIONpp"
         segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", mrml.uniqueName(scene, baseName))
         segmentation.CreateDefaultDisplayNodes()
@@ -73,6 +113,8 @@ def importPrediction(labelPath, labels: dict[str, int], referenceVolume, segment
             scene.RemoveNode(segmentation)
             raise OSError(f"{labelPath}: could not import the label map into a segmentation")
         _nameAndColourSegments(segmentation, labels)
+        segmentation.SetAttribute(mrml.RESULT_ATTRIBUTE, str(modelPath) or "1")
+        mrml.placeBeside(segmentation, referenceVolume)
     if createSurface:
         segmentation.CreateClosedSurfaceRepresentation()
     return segmentation

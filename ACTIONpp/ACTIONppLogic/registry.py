@@ -61,9 +61,25 @@ def _created(meta: dict, runDir: Path) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime((runDir / "model.json").stat().st_mtime))
 
 
+def runFolderOf(path) -> Path:
+    """The run folder for a path the user picked: the folder itself, or the folder of its ``model.pt`` /
+    ``model.json``."""
+    path = Path(path)
+    if path.is_file() and path.name in ("model.pt", "model.json"):
+        return path.parent
+    return path
+
+
 def readModel(runDir) -> ModelInfo:
-    """Read ``RUN/model.json``; raise ValueError with a one-line reason when the run has no usable model."""
-    runDir = Path(runDir)
+    """Read ``RUN/model.json``; raise ValueError with a one-line reason when the run has no usable model.
+
+    ``runDir`` may also be the run's ``model.pt`` or ``model.json`` file.
+    """
+    runDir = runFolderOf(runDir)
+    if runDir.is_file():
+        raise ValueError(f"expected a run folder or its model.pt, found the file '{runDir.name}'")
+    if not runDir.is_dir():
+        raise ValueError("no such folder")
     metaPath = runDir / "model.json"
     if not metaPath.is_file():
         if (runDir / "checkpoints" / "last.pt").is_file():

@@ -5,8 +5,9 @@ pass PySide6 widgets loaded from the same ``.ui`` file. Timers and dialogs are i
 """
 
 from .common import Hooks
+from .settings import SettingsBinding
 from .curation import CurationPanel
 from .segment import SegmentPanel
 from .training import TrainingPanel
 
-__all__ = ["CurationPanel", "Hooks", "SegmentPanel", "TrainingPanel"]
+__all__ = ["CurationPanel", "Hooks", "SegmentPanel", "SettingsBinding", "TrainingPanel"]

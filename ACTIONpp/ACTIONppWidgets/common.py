@@ -62,6 +62,9 @@ class Hooks:
     - ``onSegmentation(node)``: a segmentation was created.
     - ``currentVolume() -> node``: the volume shown in the slice views (for "segment the volume in view").
     - ``busy()``: context manager (wait cursor) around blocking steps such as the export.
+    - ``chooseModelPath() -> str``: file dialog for *Load model...* ("" when cancelled).
+    - ``onLabelsAccepted(node)``: a reviewed result became labels (the Data table refreshes).
+    - ``onModelSelected(path)``: the chosen model changed, also when the list was refilled ("" for none).
     """
 
     def __init__(self, **hooks):
@@ -75,7 +78,7 @@ class Hooks:
             return lambda question: False
         if name == "busy":
             return _NullContext
-        if name == "currentVolume":
+        if name in ("currentVolume", "chooseModelPath"):
             return lambda: None
         return lambda *args, **kwargs: None
 

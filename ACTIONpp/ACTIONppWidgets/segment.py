@@ -10,8 +10,8 @@ class SegmentPanel:
     """Uses ``logic.listModels()``, ``logic.segment(volume, model, device=, createSurface=)`` and
     ``logic.pollSegmentation()``; a timer (injected) calls :meth:`poll` while a segmentation runs."""
 
-    WIDGETS = ("modelComboBox", "refreshModelsButton", "modelInfoLabel", "inputVolumeSelector", "show3DCheckBox",
-               "segmentButton", "rerunButton", "segmentStatusLabel")
+    WIDGETS = ("modelComboBox", "refreshModelsButton", "loadModelButton", "modelInfoLabel", "inputVolumeSelector",
+               "show3DCheckBox", "segmentButton", "rerunButton", "acceptButton", "segmentStatusLabel")
     POLL_MS = 500
 
     def __init__(self, ui, logic, deviceProvider=lambda: "auto", timer=None, hooks: Hooks | None = None):
@@ -23,7 +23,10 @@ class SegmentPanel:
         self._skipped = []
         self.running = False
         self.lastVolume = None
+        self.lastResult = None
         connect(ui.refreshModelsButton.clicked, self.refreshModels)
+        connect(ui.loadModelButton.clicked, self.onLoadModel)
+        connect(ui.acceptButton.clicked, self.onAccept)
         connect(ui.modelComboBox.currentIndexChanged, self._showModelInfo)
         connect(ui.segmentButton.clicked, self.onSegment)
         connect(ui.rerunButton.clicked, self.onRerun)
@@ -44,6 +47,18 @@ class SegmentPanel:
         self._skipped = skipped
         self._showModelInfo()
 
+    def onLoadModel(self) -> None:
+        """*Load model...*: a run folder or ``model.pt`` from anywhere, validated by the logic."""
+        path = self.hooks.chooseModelPath()
+        if not path:
+            return
+        try:
+            info = self.logic.loadModel(path)
+        except Exception as exc:
+            self.hooks.showError(f"Could not load the model: {exc}", "")
+            return
+        self.refreshModels(select=str(info.path))
+
     def selectedModel(self):
         return self.models.get(comboData(self.ui.modelComboBox) or "")
 
@@ -53,6 +68,7 @@ class SegmentPanel:
         if self._skipped:
             text += f"\n({len(self._skipped)} unfinished run(s) not listed)"
         self.ui.modelInfoLabel.setText(text)
+        self.hooks.onModelSelected(str(model.path) if model is not None else "")
         self.updateButtons()
 
     # ---- segmenting ----------------------------------------------------------------------------------------------
@@ -60,6 +76,19 @@ class SegmentPanel:
         ready = self.selectedModel() is not None and not self.running
         self.ui.segmentButton.setEnabled(ready and self.ui.inputVolumeSelector.currentNode() is not None)
         self.ui.rerunButton.setEnabled(ready)
+        self.ui.acceptButton.setEnabled(self.lastResult is not None and not self.running)
+
+    def onAccept(self) -> None:
+        """Copy the last (reviewed) result into a new segmentation that labels its volume in the Data table."""
+        if self.lastResult is None:
+            return
+        try:
+            accepted = self.logic.acceptAsLabels(self.lastResult)
+        except Exception as exc:
+            self.hooks.showError(f"Could not accept the result as labels: {exc}", "")
+            return
+        self.ui.segmentStatusLabel.setText(f"'{accepted.GetName()}' now labels its volume in the Data table.")
+        self.hooks.onLabelsAccepted(accepted)
 
     def onSegment(self) -> None:
         self._start(self.ui.inputVolumeSelector.currentNode())
@@ -94,7 +123,9 @@ class SegmentPanel:
             self.timer.stop()
         self.running = False
         if status.state == "finished":
-            self.ui.segmentStatusLabel.setText(f"Created '{status.segmentation.GetName()}'.")
+            self.lastResult = status.segmentation
+            self.ui.segmentStatusLabel.setText(f"Created '{status.segmentation.GetName()}'. Correct it in the "
+                                               "Segment Editor, then 'Accept as labels' to train on it.")
             self.hooks.onSegmentation(status.segmentation)
         elif status.state == "failed":
             self.ui.segmentStatusLabel.setText(f"Failed: {status.errorMessage}")

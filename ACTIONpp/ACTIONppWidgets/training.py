@@ -21,8 +21,11 @@ class TrainingPanel:
     """
 
     WIDGETS = ("methodComboBox", "dimsComboBox", "iterationsSpinBox", "deviceComboBox", "extraArgsLineEdit",
-               "trainButton", "cancelButton", "resumeButton", "trainingProgressBar", "progressLabel", "logTextEdit")
+               "trainButton", "cancelButton", "resumeButton", "trainingProgressBar", "progressLabel", "logTextEdit",
+               "unfinishedRunComboBox")
     POLL_MS = 1000
+    ESTIMATE_FROM = 1000
+    """Runs of at least this many iterations are timed on a few iterations first and the estimate is shown."""
 
     def __init__(self, ui, logic, settingsFactory, casesProvider, canTrain, blockingMessage=lambda: "",
                  timer=None, hooks: Hooks | None = None):
@@ -43,7 +46,7 @@ class TrainingPanel:
             timer.setInterval(self.POLL_MS)
             connect(timer.timeout, self.poll)
         ui.trainingProgressBar.setValue(0)
-        self.updateButtons()
+        self.refreshUnfinished()
 
     # ---- settings ------------------------------------------------------------------------------------------------
     def device(self) -> str:
@@ -58,6 +61,14 @@ class TrainingPanel:
                                     device=self.device(), extraArgs=extra)
 
     # ---- buttons -------------------------------------------------------------------------------------------------
+    def refreshUnfinished(self) -> None:
+        """List the work folder's runs that stopped early and can be resumed (e.g. from before a restart)."""
+        runs = self.logic.listUnfinishedRuns()
+        items = [(f"{run.path.name} ({run.reason})", str(run.path)) for run in runs]
+        fillCombo(self.ui.unfinishedRunComboBox, items, comboData(self.ui.unfinishedRunComboBox))
+        self.ui.unfinishedRunComboBox.setEnabled(bool(items))
+        self.updateButtons()
+
     def updateButtons(self) -> None:
         running = self.state == "running"
         allowed = self.canTrain()
@@ -65,14 +76,25 @@ class TrainingPanel:
         message = "" if allowed else self.blockingMessage()
         self.ui.trainButton.setToolTip(message or "Export the selected volumes and train in a separate process.")
         self.ui.cancelButton.setEnabled(running)
-        self.ui.resumeButton.setEnabled(not running and self.resumable)
+        chosen = comboData(self.ui.unfinishedRunComboBox) is not None
+        self.ui.resumeButton.setEnabled(not running and (self.resumable or chosen))
 
     def onTrain(self) -> None:
         if not self._dependenciesReady():
             return
+        settings, cases, dataset = self.settings(), self.casesProvider(), None
         try:
             with self.hooks.busy():
-                self.logic.startTraining(self.casesProvider(), self.settings())
+                self.logic.checkDevice(settings.device)
+                if (settings.iterations or 0) >= self.ESTIMATE_FROM:
+                    dataset = self.logic.exportDataset(cases).folder
+                    estimate = self.logic.estimateTraining(dataset, settings)
+            if dataset is not None and not self.hooks.confirm(f"Training will take {estimate.describe()}.\n\n"
+                                                              "Start it now?"):
+                self.ui.progressLabel.setText(f"Not started (estimated {estimate.describe()}).")
+                return
+            with self.hooks.busy():
+                self.logic.startTraining(cases, settings, dataset=dataset)
         except Exception as exc:  # shown to the user, never swallowed
             self.hooks.showError(f"Could not start training: {exc}", "")
             return
@@ -87,7 +109,13 @@ class TrainingPanel:
         self.poll()
 
     def onResume(self) -> None:
+        """Resume this scene's stopped training, else the unfinished run chosen in the list."""
         try:
+            if not self.resumable:
+                runDir = comboData(self.ui.unfinishedRunComboBox)
+                if runDir is None:
+                    raise RuntimeError("no stopped training in this scene and no unfinished run chosen")
+                self.logic.adoptRun(runDir)
             self.logic.resumeTraining()
         except Exception as exc:
             self.hooks.showError(f"Could not resume training: {exc}", "")
@@ -146,6 +174,7 @@ class TrainingPanel:
         self.updateButtons()
 
     def _ended(self, status) -> None:
+        self.refreshUnfinished()
         if status.state == "finished":
             self.ui.progressLabel.setText(f"Finished: {status.progress.summary()} · model in {status.runDir}")
             self.hooks.onTrainingFinished(status.runDir)

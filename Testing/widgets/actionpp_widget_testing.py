@@ -1,6 +1,7 @@
-"""Helpers of the widget tests: the module's .ui loaded with PySide6 (offscreen), stand-ins for the two Slicer widget
-classes the code calls methods on, a ``qt`` namespace like Slicer's, a fake logic that records calls, recording hooks
-and a fake timer. (A module with a unique name: ``from conftest import`` is ambiguous when several test folders run.)"""
+"""Helpers of the widget tests: the module's .ui loaded with PySide6 (offscreen) and the stand-ins for Slicer's
+designer widgets (``slicer_widget_doubles``, written from Slicer's source), a ``qt`` namespace like Slicer's, a fake
+logic that records calls (the module's own interface, not a Slicer class), recording hooks and a fake timer. (A
+module with a unique name: ``from conftest import`` is ambiguous when several test folders run.)"""
 
 from __future__ import annotations
 
@@ -35,49 +36,19 @@ class _Qt:
 qt = _Qt()
 
 
-class qMRMLNodeComboBox(QtWidgets.QComboBox):  # noqa: N801 - the Slicer class name the .ui refers to
-    """Stand-in: holds node objects, has ``currentNode()`` and the ``currentNodeChanged`` signal."""
-
-    currentNodeChanged = QtCore.Signal(object)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._nodes = []
-        self.currentIndexChanged.connect(lambda i: self.currentNodeChanged.emit(self.currentNode()))
-
-    def setNodes(self, nodes):
-        self._nodes = list(nodes)
-        self.clear()
-        self.addItems([n.GetName() for n in self._nodes])
-
-    def currentNode(self):
-        i = self.currentIndex()
-        return self._nodes[i] if 0 <= i < len(self._nodes) else None
-
-    def setCurrentNode(self, node):
-        self.setCurrentIndex(self._nodes.index(node))
-
-
-class ctkPathLineEdit(QtWidgets.QLineEdit):  # noqa: N801
-    currentPathChanged = QtCore.Signal(str)
-
-    def currentPath(self):
-        return self.text()
-
-    def setCurrentPath(self, path):
-        self.setText(str(path))
-        self.currentPathChanged.emit(str(path))
-
-
 def qapplication():
     return QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
 
 
 def loadUi(qapp, fakes=True):
+    """The .ui as Slicer loads it (``fakes``: with the designer-widget stand-ins) or with Slicer's classes falling back
+    to their base Qt classes."""
     loader = QtUiTools.QUiLoader()
     if fakes:
-        loader.registerCustomWidget(qMRMLNodeComboBox)
-        loader.registerCustomWidget(ctkPathLineEdit)
+        from slicer_widget_doubles import SLICER_DESIGNER_WIDGETS
+
+        for cls in SLICER_DESIGNER_WIDGETS:
+            loader.registerCustomWidget(cls)
     file = QtCore.QFile(str(UI_FILE))
     assert file.open(QtCore.QFile.ReadOnly)
     try:
@@ -114,6 +85,9 @@ class FakeLogic:
         self.segmentationStatuses = []
         self.models = []
         self.resumeError = None
+        self.deviceError = None
+        self.loadError = None
+        self.unfinished = []
 
     def nodeByID(self, nodeId):
         return next((n for n in self.volumes + self.segmentations if n.GetID() == nodeId), None)
@@ -149,8 +123,41 @@ class FakeLogic:
         self.calls.append(("dependencyPlan",))
         return self.plan
 
-    def startTraining(self, cases, settings):
-        self.calls.append(("startTraining", [(v.GetID(), s.GetID() if s else None) for v, s in cases], settings))
+    def startTraining(self, cases, settings, dataset=None):
+        self.calls.append(("startTraining", [(v.GetID(), s.GetID() if s else None) for v, s in cases], settings,
+                           dataset))
+
+    def checkDevice(self, device):
+        self.calls.append(("checkDevice", device))
+        if self.deviceError:
+            raise self.deviceError
+
+    def exportDataset(self, cases):
+        self.calls.append(("exportDataset", [v.GetID() for v, _ in cases]))
+        return SimpleNamespace(folder=Path("/work/datasets/1"))
+
+    def estimateTraining(self, dataset, settings):
+        self.calls.append(("estimateTraining", dataset, settings.iterations))
+        return SimpleNamespace(describe=lambda: f"about 5 min for {settings.iterations} iterations on CPU")
+
+    def listUnfinishedRuns(self):
+        return list(self.unfinished)
+
+    def adoptRun(self, runDir):
+        self.calls.append(("adoptRun", runDir))
+
+    def loadModel(self, path):
+        self.calls.append(("loadModel", path))
+        if self.loadError:
+            raise self.loadError
+        model = SimpleNamespace(name=Path(path).name, method="actionpp", classNames=["LV"], path=Path(path),
+                                describe=lambda: f"{Path(path).name}: loaded")
+        self.models.append(model)
+        return model
+
+    def acceptAsLabels(self, segmentation):
+        self.calls.append(("acceptAsLabels", segmentation.GetID()))
+        return Node("accepted", f"{segmentation.GetName()} (reviewed)")
 
     def pollTraining(self):
         self.calls.append(("pollTraining",))
@@ -168,7 +175,7 @@ class FakeLogic:
         return list(self.models), []
 
     def segment(self, volume, model, device="auto", createSurface=True):
-        self.calls.append(("segment", volume.GetID(), model.name, device, createSurface))
+        self.calls.append(("segment", volume.GetName(), model.name, device, createSurface))
 
     def pollSegmentation(self):
         return self.segmentationStatuses.pop(0) if self.segmentationStatuses else None
@@ -195,7 +202,8 @@ class Recorder:
 
         return Hooks(showError=record("showError"), confirm=confirm, installDependencies=record("install"),
                      showCurves=record("showCurves"), onCurves=record("onCurves"),
-                     onTrainingFinished=record("finished"), onSegmentation=record("segmentation"), **extra)
+                     onTrainingFinished=record("finished"), onSegmentation=record("segmentation"),
+                     onLabelsAccepted=record("labelsAccepted"), **extra)
 
     def named(self, name):
         return [e for e in self.events if e[0] == name]

@@ -78,6 +78,8 @@ def test_train_click_calls_start_training_with_the_gui_settings(ui, logic, recor
     assert call[1] == [("v1", "s1"), ("v2", None), ("v3", None)]
     assert vars(call[2]) == {"method": "mean-teacher", "dims": 3, "iterations": 750, "device": "cpu",
                              "extraArgs": ["--patch", "16", "64", "64", "--val-fraction", "0.25"]}
+    assert logic.called("checkDevice") == [("checkDevice", "cpu")] and call[3] is None  # short run: no estimate
+    assert not logic.called("estimateTraining")
     assert timer.active and timer.interval == TrainingPanel.POLL_MS and recorder.named("showCurves")
     assert not ui.trainButton.isEnabled() and ui.cancelButton.isEnabled()
 
@@ -110,7 +112,7 @@ def test_cancel_then_resume(ui, logic, recorder):
     ui.resumeButton.click()
     assert logic.called("resumeTraining") and timer.active and not ui.resumeButton.isEnabled()
     logic.resumeError = RuntimeError("no checkpoint")
-    training.state = "cancelled"
+    training.state, training.resumable = "cancelled", True
     ui.resumeButton.setEnabled(True)
     ui.resumeButton.click()
     assert recorder.named("showError")[-1][1] == "Could not resume training: no checkpoint"
@@ -144,7 +146,7 @@ def test_dependencies_are_installed_only_after_asking(ui, logic, recorder):
 
 
 def test_start_errors_are_shown(ui, logic, recorder):
-    def refuse(cases, settings):
+    def refuse(cases, settings, dataset=None):
         raise RuntimeError("a training job is already running for this scene")
 
     logic.startTraining = refuse
@@ -161,21 +163,35 @@ def _model(name):
                            describe=lambda: f"{name}: actionpp · val Dice 0.9")
 
 
+def _sceneWithVolumes(names):
+    """A real headless MRML scene (slicer-core) holding scalar volumes with these names, and a labelmap."""
+    pytest.importorskip("slicer_core", reason="slicer-core is not installed (pip install slicer-core)")
+    from ACTIONppLogic import mrml
+
+    context = mrml.createHeadlessScene()
+    for name in names:
+        context.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    context.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "a labelmap")
+    return context
+
+
 def test_segment_panel_lists_models_and_segments_the_chosen_volume(ui, logic, recorder):
     logic.models = [_model("new"), _model("old")]
-    ui.inputVolumeSelector.setNodes(logic.volumes)
+    context = _sceneWithVolumes(["scan 1", "scan 2", "scan 3"])
+    ui.inputVolumeSelector.setMRMLScene(context.scene)
+    assert ui.inputVolumeSelector.count() == 3  # scalar volumes only (showChildNodeTypes is false)
     timer = FakeTimer()
     panel = SegmentPanel(ui, logic, deviceProvider=lambda: "cpu", timer=timer,
                          hooks=recorder.hooks(currentVolume=lambda: logic.volumes[2]))
     assert ui.modelComboBox.count() == 2 and ui.modelComboBox.currentText() == "new · actionpp · LV, RV"
     assert ui.modelInfoLabel.text() == "new: actionpp · val Dice 0.9"
     ui.modelComboBox.setCurrentIndex(1)
-    ui.inputVolumeSelector.setCurrentNode(logic.volumes[1])
+    ui.inputVolumeSelector.setCurrentNode(context.scene.GetFirstNodeByName("scan 2"))
     ui.show3DCheckBox.setChecked(False)
 
     ui.segmentButton.click()
 
-    assert logic.called("segment") == [("segment", "v2", "old", "cpu", False)]
+    assert logic.called("segment") == [("segment", "scan 2", "old", "cpu", False)]
     assert timer.active and not ui.segmentButton.isEnabled() and "Segmenting 'scan 2'" in ui.segmentStatusLabel.text()
     created = Node("seg9", "scan 2 ACTIONpp (old)")
     logic.segmentationStatuses = [SimpleNamespace(state="running"),
@@ -183,18 +199,22 @@ def test_segment_panel_lists_models_and_segments_the_chosen_volume(ui, logic, re
     timer.callback()
     assert timer.active
     timer.callback()
-    assert not timer.active and ui.segmentStatusLabel.text() == "Created 'scan 2 ACTIONpp (old)'."
+    assert not timer.active and ui.segmentStatusLabel.text().startswith("Created 'scan 2 ACTIONpp (old)'.")
     assert recorder.named("segmentation") == [("segmentation", created)] and ui.segmentButton.isEnabled()
+    assert ui.acceptButton.isEnabled()
+    ui.acceptButton.click()  # the reviewed result becomes labels through the logic (a copy)
+    assert logic.called("acceptAsLabels") == [("acceptAsLabels", "seg9")]
+    assert recorder.named("labelsAccepted")[0][1].GetName() == "scan 2 ACTIONpp (old) (reviewed)"
 
     ui.rerunButton.click()  # one click: same model, the volume in view
-    assert logic.called("segment")[-1] == ("segment", "v3", "old", "cpu", False)
+    assert logic.called("segment")[-1] == ("segment", "scan 3", "old", "cpu", False)
     logic.segmentationStatuses = [SimpleNamespace(state="failed", errorMessage="bad model", logTail="tail")]
     timer.callback()
     assert recorder.named("showError")[-1] == ("showError", "Segmentation failed: bad model", "tail")
 
 
 def test_segment_panel_without_models_disables_segmenting(ui, logic, recorder):
-    ui.inputVolumeSelector.setNodes(logic.volumes)
+    ui.inputVolumeSelector.setMRMLScene(_sceneWithVolumes(["scan 1"]).scene)
     SegmentPanel(ui, logic, hooks=recorder.hooks())
     assert ui.modelComboBox.count() == 0 and not ui.segmentButton.isEnabled() and not ui.rerunButton.isEnabled()
     assert ui.modelInfoLabel.text().startswith("No trained model yet")
@@ -209,3 +229,53 @@ def test_extra_flags_are_split_like_a_shell(ui, logic, recorder, text, expected)
     _, training, _ = _panels(ui, logic, recorder)
     ui.extraArgsLineEdit.setText(text)
     assert training.settings().extraArgs == expected
+
+
+def test_load_model_from_anywhere_and_errors_are_shown(ui, logic, recorder):
+    chosen = []
+    panel = SegmentPanel(ui, logic, hooks=recorder.hooks(chooseModelPath=lambda: chosen.pop(0) if chosen else ""))
+    ui.loadModelButton.click()  # dialog cancelled: nothing happens
+    assert not logic.called("loadModel")
+    chosen.append("/elsewhere/run7/model.pt")
+    ui.loadModelButton.click()
+    assert logic.called("loadModel") == [("loadModel", "/elsewhere/run7/model.pt")]
+    assert panel.selectedModel().path == Path("/elsewhere/run7/model.pt")
+    logic.loadError = ValueError("/x: not a training run (no model.json)")
+    chosen.append("/x")
+    ui.loadModelButton.click()
+    assert recorder.named("showError")[-1][1] == "Could not load the model: /x: not a training run (no model.json)"
+
+
+def test_long_runs_are_timed_first_and_start_only_when_confirmed(ui, logic, recorder):
+    _, training, timer = _panels(ui, logic, recorder)
+    ui.iterationsSpinBox.setValue(TrainingPanel.ESTIMATE_FROM)
+    recorder.answer = False
+    ui.trainButton.click()
+    assert logic.called("estimateTraining") == [("estimateTraining", Path("/work/datasets/1"),
+                                                 TrainingPanel.ESTIMATE_FROM)]
+    question = recorder.named("confirm")[-1][1]
+    assert f"about 5 min for {TrainingPanel.ESTIMATE_FROM} iterations" in question
+    assert not logic.called("startTraining") and not timer.active
+    recorder.answer = True
+    ui.trainButton.click()
+    (call,) = logic.called("startTraining")
+    assert call[3] == Path("/work/datasets/1")  # the dataset exported for the estimate is the one trained on
+
+
+def test_an_unusable_device_is_reported_before_anything_starts(ui, logic, recorder):
+    logic.deviceError = RuntimeError("No GPU for training: PyTorch 2.13.0+cpu in this Slicer is a CPU-only build.")
+    _, training, timer = _panels(ui, logic, recorder)
+    ui.deviceComboBox.setCurrentIndex(ui.deviceComboBox.findData("cuda"))
+    ui.iterationsSpinBox.setValue(5000)
+    ui.trainButton.click()
+    assert recorder.named("showError")[-1][1].startswith("Could not start training: No GPU for training")
+    assert not logic.called("exportDataset") and not logic.called("startTraining") and not timer.active
+
+
+def test_unfinished_runs_from_an_earlier_session_can_be_resumed(ui, logic, recorder):
+    logic.unfinished = [SimpleNamespace(path=Path("/work/runs/r2"), reason="training not finished", resumable=True)]
+    _, training, timer = _panels(ui, logic, recorder)
+    assert ui.unfinishedRunComboBox.count() == 1 and ui.resumeButton.isEnabled()
+    ui.resumeButton.click()
+    assert logic.called("adoptRun") == [("adoptRun", "/work/runs/r2")] and logic.called("resumeTraining")
+    assert timer.active

@@ -1,6 +1,6 @@
 """The ``actionpp`` command: thin argparse wrappers over typed functions.
 
-Subcommands: ``train``, ``predict``, ``evaluate``, ``make-phantoms``, ``demo``. Errors on user input print one line
+Subcommands: ``train``, ``predict``, ``evaluate``, ``make-phantoms``, ``demo``, ``devices``. Errors on user input print one line
 ``actionpp: error: ...`` and exit with status 1; bad usage exits with 2 (argparse).
 """
 
@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--method", choices=METHODS, default="actionpp", help="training method (default: actionpp)")
     d.add_argument("--iterations", type=int, default=600, help="training iterations (default: 600)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
+    sub.add_parser("devices", help="print, as one JSON object, the PyTorch build and the GPUs it sees")
     return p
 
 
@@ -188,10 +189,18 @@ def _demo(a: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _devices(a: argparse.Namespace) -> None:
+    import json
+
+    from actionpp.hardware import device_report
+
+    print(json.dumps(device_report()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {"train": _train, "predict": _predict, "evaluate": _evaluate, "make-phantoms": _phantoms,
-           "demo": _demo}[args.command]
+           "demo": _demo, "devices": _devices}[args.command]
     try:
         run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:

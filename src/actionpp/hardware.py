@@ -42,3 +42,22 @@ def matmul_dtype(precision: str, device: torch.device) -> torch.dtype:
     if precision == "auto":
         return torch.bfloat16 if native_bf16_matmul(device) else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
+
+
+def device_report() -> dict:
+    """What this PyTorch sees, for front ends that check a device choice before launching a run.
+
+    ``{"torch": version, "cuda_build": CUDA version torch was built for or None (a CPU-only build),
+    "cuda_available": bool, "gpus": [names], "mps_available": bool}``; ``cuda_error`` holds the reason CUDA failed to
+    initialise (e.g. no driver) when the build has CUDA but no GPU is usable.
+    """
+    report = {"torch": torch.__version__, "cuda_build": torch.version.cuda, "cuda_available": False, "gpus": [],
+              "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if torch.version.cuda is not None:
+        try:
+            torch.cuda.init()
+            report["cuda_available"] = torch.cuda.is_available()
+            report["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        except Exception as exc:  # no driver, no device, or CUDA_VISIBLE_DEVICES hides every GPU
+            report["cuda_error"] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return report

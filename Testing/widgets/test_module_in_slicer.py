@@ -1,0 +1,178 @@
+"""The module as Slicer runs it: ``ACTIONpp.py`` opened through the application stand-in (``slicer_app_double``,
+written from Slicer's own source) on a real MRML scene (slicer-core), the real .ui (PySide6 offscreen), the real
+logic and real engine processes. No fake logic here."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6.QtUiTools", reason="PySide6 is not installed (pip install PySide6-Essentials)")
+pytest.importorskip("slicer_core", reason="slicer-core is not installed (pip install slicer-core)")
+pytest.importorskip("actionpp.cli", reason="the actionpp engine is not importable")
+from PySide6 import QtCore  # noqa: E402
+from slicer_app_double import SlicerApplication  # noqa: E402
+
+TINY = "--patch 32 32 --batch-labeled 2 --batch-unlabeled 1 --channels 8 16 --checkpoint-every 3 --val-every 0"
+
+
+@pytest.fixture
+def slicerApp(qapp, monkeypatch, tmp_path):
+    from ACTIONppLogic import mrml
+
+    context = mrml.createHeadlessScene()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # engine processes: tiny nets, a busy 2-core machine
+    app = SlicerApplication(qapp, context, tmp_path / "settings").install(monkeypatch)
+    QtCore.QSettings().setValue("ACTIONpp/WorkFolder", str(tmp_path / "work"))
+    yield app
+    app.close()
+    context.scene.Clear(1)
+
+
+def _scene(labeled=2, unlabeled=1):
+    """Volumes as a user loads them, segmentations as the Segment Editor makes them (reference geometry = volume).
+    Segment order differs between the two labeled volumes."""
+    import slicer
+
+    yy, xx = np.mgrid[:32, :32]
+    volumes, segmentations = [], []
+    for i in range(labeled + unlabeled):
+        ring = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 80, (4, 32, 32)).copy()
+        core = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 20, (4, 32, 32)).copy()
+        image = (ring * 1.0 + core + np.random.default_rng(i).normal(0, 0.2, ring.shape)).astype(np.float32)
+        volume = slicer.util.addVolumeFromArray(image, name=f"scan {i}")
+        volume.SetSpacing(1.0, 1.0, 5.0)
+        volume.SetOrigin(10.0, -5.0, 2.5 * i)
+        volumes.append(volume)
+        if i < labeled:
+            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"scan {i} segmentation")
+            segmentation.CreateDefaultDisplayNodes()
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            for name in (["ring", "core"] if i == 0 else ["core", "ring"]):
+                segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
+                mask = (ring & ~core) if name == "ring" else core
+                slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segmentId,
+                                                                 volume)
+            segmentations.append(segmentation)
+    return volumes, segmentations
+
+
+def _waitFor(qapp, condition, timeout=120.0):
+    """Run the Qt event loop (timers fire as in Slicer) until ``condition()`` or ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met in time")
+        qapp.processEvents(QtCore.QEventLoop.AllEvents, 50)
+        time.sleep(0.02)
+
+
+def test_slicer_builds_the_logic_and_its_parameter_node(slicerApp):
+    mod = slicerApp.openModule()
+    logic = mod.ACTIONppLogic()  # as the module template and slicer.util.getModuleLogic do: no arguments
+    assert logic.moduleName == "ACTIONpp" and logic.isSingletonParameterNode
+    assert logic.workFolder == slicerApp.settingsDir.parent / "work"
+    params = logic.getParameterNode()
+    assert (params.method, params.dims, params.iterations, params.device) == ("actionpp", 2, 2000, "auto")
+    assert params.parameterNode is logic.getParameterNode().parameterNode  # one per scene
+    assert params.parameterNode.GetAttribute("ModuleName") == "ACTIONpp"
+    assert callable(logic.listVolumes) and logic.listVolumes() == []  # the core's methods, on the Slicer logic
+
+
+def test_the_module_walks_from_data_to_training_to_segmentation(slicerApp, qapp):
+    volumes, segmentations = _scene()
+    mod = slicerApp.openModule()
+    widget, ui = slicerApp.widget, slicerApp.widget.ui
+
+    table = ui.volumesTableWidget
+    assert [table.item(r, 0).text() for r in range(table.rowCount())] == ["scan 0", "scan 1", "scan 2"]
+    assert [table.cellWidget(r, 1).currentText() for r in range(3)] == [
+        "scan 0 segmentation", "scan 1 segmentation", "unlabeled"]
+    assert ui.countsLabel.text() == "Labeled: 2 · Unlabeled: 1" and ui.trainButton.isEnabled()
+
+    ui.iterationsSpinBox.setValue(6)
+    ui.deviceComboBox.setCurrentIndex(ui.deviceComboBox.findData("cpu"))
+    ui.extraArgsLineEdit.setText(TINY)
+    params = widget.logic.getParameterNode()
+    assert (params.iterations, params.device) == (6, "cpu")  # the GUI writes the scene's settings
+
+    ui.trainButton.click()
+    assert ui.cancelButton.isEnabled() and widget.trainingTimer.isActive()
+    assert slicerApp.shownCharts == [widget.logic.curvesPlot.chart]
+    seen = []
+    _waitFor(qapp, lambda: seen.append(ui.trainingProgressBar.value()) or widget.training.state != "running")
+    assert widget.training.state == "finished", ui.logTextEdit.toPlainText()
+    assert ui.trainingProgressBar.maximum() == 6 and ui.trainingProgressBar.value() == 6 and max(seen) == 6
+    lossTable = widget.logic.curvesPlot.tables["loss"].GetTable()
+    assert lossTable.GetNumberOfRows() >= 1 and lossTable.GetValue(lossTable.GetNumberOfRows() - 1, 0) == 6
+    assert "Finished" in ui.progressLabel.text() and not widget.trainingTimer.isActive()
+    runDir = widget.training.logic.trainingJob.runDir
+    assert ui.modelComboBox.currentData() == str(runDir)
+    assert params.model == str(runDir)
+
+    ui.inputVolumeSelector.setCurrentNode(volumes[2])
+    ui.segmentButton.click()
+    _waitFor(qapp, lambda: not widget.segment.running)
+    result = widget.segment.lastResult
+    assert result is not None, ui.segmentStatusLabel.text()
+    seg = result.GetSegmentation()
+    assert [seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())] == ["ring", "core"]
+    role = result.GetReferenceImageGeometryReferenceRole()
+    assert result.GetNodeReferenceID(role) == volumes[2].GetID()
+    from ACTIONppLogic import prediction
+
+    label = prediction.labelArray(result, volumes[2], slicerApp.context.segmentationsLogic)
+    assert label.shape == (4, 32, 32)  # on the volume's grid
+    assert seg.ContainsRepresentation("Closed surface")
+
+    # The result is not proposed as labels for its volume; once accepted, a copy is.
+    ui.refreshVolumesButton.click()
+    assert table.cellWidget(2, 1).currentText() == "unlabeled"
+    ui.acceptButton.click()
+    assert table.cellWidget(2, 1).currentText().endswith("(reviewed)")
+    assert ui.countsLabel.text() == "Labeled: 3 · Unlabeled: 0"
+
+
+def test_settings_are_saved_with_the_scene_and_restored_on_load(slicerApp, tmp_path):
+    import slicer
+
+    slicerApp.openModule()
+    ui, widget = slicerApp.widget.ui, slicerApp.widget
+    ui.methodComboBox.setCurrentIndex(ui.methodComboBox.findData("mean-teacher"))
+    ui.dimsComboBox.setCurrentIndex(ui.dimsComboBox.findData("3"))
+    ui.iterationsSpinBox.setValue(750)
+    elsewhere = tmp_path / "other work"
+    ui.workFolderPathLineEdit.setCurrentPath(str(elsewhere))
+    assert widget.logic.workFolder == elsewhere
+
+    scene = slicer.mrmlScene
+    scene.SetURL(str(tmp_path / "saved.mrml"))
+    assert scene.Commit()
+
+    scene.Clear(0)  # closing the scene resets the panel to a new scene's defaults
+    assert ui.methodComboBox.currentData() == "actionpp" and ui.iterationsSpinBox.value() == 2000
+
+    scene.SetURL(str(tmp_path / "saved.mrml"))
+    assert scene.Import()
+    assert ui.methodComboBox.currentData() == "mean-teacher" and ui.dimsComboBox.currentData() == "3"
+    assert ui.iterationsSpinBox.value() == 750 and ui.workFolderPathLineEdit.currentPath == str(elsewhere)
+
+
+def test_the_in_app_self_test_runs_unchanged(slicerApp):
+    slicerApp.openModule()
+    slicerApp.moduleObject.runTest(msec=0)  # ACTIONppTest: export, curation, import, tiny training, segmentation
+
+
+def test_module_describes_itself_and_opens_with_the_engine_importable(slicerApp):
+    import importlib.util
+
+    import slicer
+
+    slicerApp.openModule()
+    parent = slicerApp.moduleObject.parent
+    assert parent.title == "ACTIONpp" and parent.categories == ["Segmentation"]
+    assert "semi-supervised" in parent.helpText and parent.acknowledgementText and parent.contributors
+    assert parent.icon is not None and "ACTIONpp" in slicer.selfTests  # icon found, self-test registered
+    assert importlib.util.find_spec("actionpp") is not None
