@@ -123,3 +123,46 @@ def test_curves_plot_nodes(ctx):
     assert plot.chart.GetNumberOfPlotSeriesNodes() == 2
     plot.remove()
     assert ctx.scene.GetNodeByID(plot.chart.GetID()) is None
+
+
+def test_a_model_result_is_never_proposed_as_labels_until_accepted(ctx, scene3, tmp_path):
+    from ACTIONppLogic import mrml
+
+    logic = ModuleLogic(ctx, tmp_path / "work")
+    unlabeled = scene3[2]
+    result = ctx.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "scan 2 ACTIONpp (run)")
+    result.SetReferenceImageGeometryParameterFromVolumeNode(unlabeled)
+    result.GetSegmentation().AddEmptySegment("", "ring")
+    result.SetAttribute(mrml.RESULT_ATTRIBUTE, "/runs/run")
+    assert logic.guessSegmentation(unlabeled) is None
+
+    report = logic.checkCuration([(scene3[0], logic.guessSegmentation(scene3[0])), (unlabeled, result)])
+    assert not report.canTrain
+    assert any("model's result nobody has reviewed" in p.message and p.subject == result.GetName()
+               for p in report.errors)
+
+    accepted = logic.acceptAsLabels(result)
+    assert accepted is not result and accepted.GetName() == "scan 2 (run) (reviewed)"
+    assert not mrml.isModelResult(accepted) and mrml.isModelResult(result)  # the original is left as it was
+    assert logic.guessSegmentation(unlabeled) is accepted
+    assert accepted.GetSegmentation().GetNumberOfSegments() == 1
+
+
+def test_models_from_anywhere_and_unfinished_runs(ctx, tmp_path):
+    import json
+
+    logic = ModuleLogic(ctx, tmp_path / "work")
+    elsewhere = tmp_path / "shared drive" / "run 7"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "model.json").write_text(json.dumps({"labels": {"background": 0, "LV": 1}, "method": "actionpp"}))
+    (elsewhere / "model.pt").write_bytes(b"weights")
+    info = logic.loadModel(elsewhere / "model.pt")
+    assert info.path == elsewhere and [m.path for m in logic.listModels()[0]] == [elsewhere]
+    with pytest.raises(ValueError, match=r"^.*nothing here: no such folder$"):
+        logic.loadModel(tmp_path / "nothing here")
+    stopped = tmp_path / "work" / "runs" / "20260101-000000-actionpp"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "config.json").write_text("{}")
+    (stopped / "checkpoints" / "last.pt").write_bytes(b"x")
+    (tmp_path / "work" / "runs" / "empty").mkdir()
+    assert [run.path for run in logic.listUnfinishedRuns()] == [stopped]

@@ -80,3 +80,35 @@ def test_converter_rules_registered_once():
     mrml.registerSegmentationConverterRules()
     names = [r.GetClassName() for r in slicer.vtkSegmentationConverterFactory.GetInstance().GetConverterRules()]
     assert names.count("vtkBinaryLabelmapToClosedSurfaceConversionRule") == 1
+
+
+@pytest.mark.parametrize("shift,shape", [((0.6, 0.0, 0.0), SHAPE), ((0.0, 0.0, 0.0), (6, 24, 27))])
+def test_a_label_map_off_the_volume_grid_is_refused_and_nothing_is_imported(ctx, mk, tmp_path, shift, shape):
+    volume, label, _ = _prediction(ctx, mk, tmp_path)
+    moved = np.zeros(shape, np.uint8)
+    moved[: label.shape[0], : label.shape[1], : label.shape[2]] = label[: shape[0], : shape[1], : shape[2]]
+    labelNode = mk.volume(ctx.scene, moved, "shifted", nodeClass="vtkMRMLLabelMapVolumeNode")
+    labelNode.CopyOrientation(volume)
+    origin = np.array(volume.GetOrigin()) + np.array(shift)  # half a voxel (spacing 1.2 x 1.1 x 4.0) along R
+    labelNode.SetOrigin(*origin)
+    path = tmp_path / "off grid.nrrd"
+    mrml.writeVolume(labelNode, path)
+    ctx.scene.RemoveNode(labelNode)
+    nodesBefore = ctx.scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match=r"off grid\.nrrd: expected a label map on the voxel grid of volume "
+                                         r"'patient 7'.*(off by up to 0\.6 mm|expected \(28, 24, 6\) voxels)"):
+        importPrediction(path, LABELS, volume, ctx.segmentationsLogic)
+    assert ctx.scene.GetNumberOfNodes() == nodesBefore
+
+
+def test_a_result_is_marked_and_placed_beside_its_volume(ctx, mk, tmp_path):
+    import slicer
+
+    volume, _, path = _prediction(ctx, mk, tmp_path)
+    sh = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(ctx.scene)
+    study = sh.CreateStudyItem(sh.CreateSubjectItem(sh.GetSceneItemID(), "patient 7"), "MR 2026")
+    sh.CreateItem(study, volume)  # what the application's subject hierarchy plugins do when a volume is loaded
+    seg = importPrediction(path, LABELS, volume, ctx.segmentationsLogic, modelPath="/runs/r1")
+    assert mrml.isModelResult(seg) and seg.GetAttribute(mrml.RESULT_ATTRIBUTE) == "/runs/r1"
+    assert sh.GetItemParent(sh.GetItemByDataNode(seg)) == study
+    assert not mrml.isModelResult(volume)
