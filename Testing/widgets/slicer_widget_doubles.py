@@ -106,24 +106,23 @@ class qMRMLNodeComboBox(QtWidgets.QComboBox):  # noqa: N801
         return self.count()
 
 
-class ctkCollapsibleButton(QtWidgets.QWidget):  # noqa: N801
-    """``CTK Libs/Widgets/ctkCollapsibleButton``: a titled container (``text``) that can be ``collapsed``."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self._text, self._collapsed = "", False
+class ctkCollapsibleButton(QtWidgets.QGroupBox):  # noqa: N801
+    """``CTK Libs/Widgets/ctkCollapsibleButton``: a titled container (``text``) that can be ``collapsed`` (drawn
+    here as a group box with that title)."""
 
     def getText(self):
-        return self._text
+        return self.title()
 
     def setText(self, text):
-        self._text = text
+        self.setTitle(text)
 
     def getCollapsed(self):
-        return self._collapsed
+        return bool(self.property("_collapsed"))
 
     def setCollapsed(self, collapsed):
-        self._collapsed = bool(collapsed)
+        self.setProperty("_collapsed", bool(collapsed))
+        for child in self.findChildren(QtWidgets.QWidget, options=QtCore.Qt.FindDirectChildrenOnly):
+            child.setVisible(not collapsed)
 
     text = QtCore.Property(str, getText, setText)
     collapsed = QtCore.Property(bool, getCollapsed, setCollapsed)

@@ -176,3 +176,39 @@ def test_module_describes_itself_and_opens_with_the_engine_importable(slicerApp)
     assert "semi-supervised" in parent.helpText and parent.acknowledgementText and parent.contributors
     assert parent.icon is not None and "ACTIONpp" in slicer.selfTests  # icon found, self-test registered
     assert importlib.util.find_spec("actionpp") is not None
+
+
+@pytest.mark.parametrize("answer", ["yes", "no"])
+def test_closing_during_a_training_asks_to_stop_it_or_leave_it_running(slicerApp, qapp, monkeypatch, caplog,
+                                                                         answer):
+    import logging
+
+    import slicer
+
+    _scene()
+    slicerApp.openModule()
+    widget, ui = slicerApp.widget, slicerApp.widget.ui
+    ui.iterationsSpinBox.setValue(TrainingPanelLimit() - 1)
+    ui.deviceComboBox.setCurrentIndex(ui.deviceComboBox.findData("cpu"))
+    ui.extraArgsLineEdit.setText(TINY)
+    ui.trainButton.click()
+    job = widget.logic.trainingJob
+    _waitFor(qapp, lambda: job.progress.iteration >= 1)
+    if answer == "yes":  # the user answers Yes. (In testing mode Slicer's own confirmYesNoDisplay, used for "no",
+        # returns False: its preset True is compared with QMessageBox.Yes.)
+        monkeypatch.setattr(slicer.util, "confirmYesNoDisplay",
+                            lambda text, **kwargs: logging.getLogger().info(text) or True)
+    with caplog.at_level(logging.INFO):
+        qapp.aboutToQuit.emit() if answer == "yes" else slicer.mrmlScene.Clear(0)
+    assert any(str(job.runDir) in record.getMessage() and "training is running" in record.getMessage()
+               for record in caplog.records)
+    try:
+        assert job.poll() == ("cancelled" if answer == "yes" else "running")
+    finally:
+        job.cancel()
+
+
+def TrainingPanelLimit():
+    from ACTIONppWidgets import TrainingPanel
+
+    return TrainingPanel.ESTIMATE_FROM
