@@ -17,7 +17,7 @@ def _subparsers(parser):
 
 def test_every_flag_of_every_subcommand_has_help():
     subs = _subparsers(build_parser())
-    assert set(subs) == {"train", "predict", "evaluate", "make-phantoms", "demo"}
+    assert set(subs) == {"train", "predict", "evaluate", "make-phantoms", "demo", "devices", "rank"}
     for name, sub in subs.items():
         for action in sub._actions:
             assert action.help and action.help.strip(), f"{name} {action.option_strings or action.dest} lacks help"

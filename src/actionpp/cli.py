@@ -1,6 +1,6 @@
 """The ``actionpp`` command: thin argparse wrappers over typed functions.
 
-Subcommands: ``train``, ``predict``, ``evaluate``, ``make-phantoms``, ``demo``, ``devices``. Errors on user input print one line
+Subcommands: ``train``, ``predict``, ``evaluate``, ``make-phantoms``, ``demo``, ``devices``, ``rank``. Errors on user input print one line
 ``actionpp: error: ...`` and exit with status 1; bad usage exits with 2 (argparse).
 """
 
@@ -28,6 +28,8 @@ HELP = {
     "seed": "random seed; a run is reproducible for a given seed and device",
     "workers": "data-loading worker processes (0: load in the training process)",
     "checkpoint_every": "write checkpoints/last.pt every N iterations (and at the end)",
+    "init_from": "start from this trained model (run folder or model.pt): classes matched by name, added classes "
+                 "get a new output row; skips pre-training",
     "val_every": "validate every N iterations (0: only at the end)",
     "val_fraction": "fraction of labeled cases held out for validation",
     "amp": "mixed precision on CUDA",
@@ -121,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     pr.add_argument("--largest-component", action="store_true", help="keep the largest connected component per class")
     pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pr.add_argument("--uncertainty", action="store_true",
+                    help="also write <name>_uncertainty<ext>: float32 entropy / log C in [0, 1] on the same grid")
+    rk = sub.add_parser("rank", help="rank images by how unsure a model is about them (label the first next)")
+    rk.add_argument("model", help="run folder or model.pt")
+    rk.add_argument("images", help="image file or folder of images (e.g. the unlabeled ones)")
+    rk.add_argument("--out", help="write the ranking as JSON: [{\"case\", \"score\", \"voxels\"}], most uncertain first")
+    rk.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
 
     ev = sub.add_parser("evaluate", help="Dice, Jaccard, HD95, ASD (mm) of predictions against ground truth")
     ev.add_argument("pred", help="predicted label file or folder")
@@ -164,7 +173,7 @@ def _train(a: argparse.Namespace) -> None:
 def _predict(a: argparse.Namespace) -> None:
     from actionpp.inference import predict_paths
 
-    written = predict_paths(a.model, a.input, a.out, a.device, a.largest_component, a.overwrite)
+    written = predict_paths(a.model, a.input, a.out, a.device, a.largest_component, a.overwrite, a.uncertainty)
     print(f"wrote {len(written)} prediction(s) to {a.out}")
 
 
@@ -189,6 +198,17 @@ def _demo(a: argparse.Namespace) -> None:
     print(f"report: {report}")
 
 
+def _rank(a: argparse.Namespace) -> None:
+    from actionpp.rank import format_table, rank_images, write_ranking
+
+    if a.out and Path(a.out).exists():
+        raise ValueError(f"--out {a.out}: output exists; expected a new path")
+    ranking = rank_images(a.model, a.images, a.device)
+    print(format_table(ranking))
+    if a.out:
+        write_ranking(ranking, a.out)
+
+
 def _devices(a: argparse.Namespace) -> None:
     import json
 
@@ -200,7 +220,8 @@ def _devices(a: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run = {"train": _train, "predict": _predict, "evaluate": _evaluate, "make-phantoms": _phantoms,
-           "demo": _demo, "devices": _devices}[args.command]
+           "demo": _demo, "devices": _devices,
+           "rank": _rank}[args.command]
     try:
         run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:

@@ -120,6 +120,11 @@ class Config:
     """Period of the cosine temperature as a fraction of the run (official 2D: 0.1, about 10 cycles)."""
     tau_step: str = "iteration"
 
+    # --- continuing from a trained model ------------------------------------------------------------------------
+    init_from: str = ""
+    """Run folder or model.pt whose weights the student and teacher start from (classes matched by name; see
+    warmstart.py). The contrastive pre-training stage is skipped when set."""
+
     # --- contrastive pre-training (ISD-style relational distillation) -------------------------------------------
     pretrain_iterations: int = 0
     pretrain_memory: int = 36

@@ -56,8 +56,8 @@ class Predictor:
         return cls(model.to(device).eval(), cfg, labels, device)
 
     @torch.no_grad()
-    def predict_array(self, image: np.ndarray, largest_component: bool = False) -> np.ndarray:
-        """Label map (z, y, x) of one volume (z, y, x), same shape."""
+    def predict_probs(self, image: np.ndarray) -> torch.Tensor:
+        """Class probabilities ``C, Z, Y, X`` of one volume ``Z, Y, X`` (softmax of Gaussian-blended windows)."""
         x = torch.from_numpy(normalize(image)).to(self.device)
         net = lambda t: self.model(t)[0]  # noqa: E731 - sliding_window_inference wants a callable on tensors
         roi = tuple(self.cfg.patch)
@@ -65,16 +65,29 @@ class Predictor:
             probs = torch.cat([
                 sliding_window_inference(x[z:z + 16, None], roi, 16, net, overlap=self.cfg.overlap, mode="gaussian")
                 .softmax(1) for z in range(0, x.shape[0], 16)])  # Z, C, Y, X
-            label = probs.argmax(1)
-        else:
-            probs = sliding_window_inference(x[None, None], roi, 1, net, overlap=self.cfg.overlap, mode="gaussian")
-            label = probs.softmax(1).argmax(1)[0]
-        out = label.cpu().numpy().astype(np.uint8 if max(self.labels.values()) < 256 else np.int16)
+            return probs.transpose(0, 1)
+        return sliding_window_inference(x[None, None], roi, 1, net, overlap=self.cfg.overlap,
+                                        mode="gaussian").softmax(1)[0]
+
+    def to_label(self, probs: torch.Tensor, largest_component: bool = False) -> np.ndarray:
+        """``argmax`` over classes as a label map ``Z, Y, X`` (uint8, or int16 for label values >= 256)."""
+        out = probs.argmax(0).cpu().numpy().astype(np.uint8 if max(self.labels.values()) < 256 else np.int16)
         return keep_largest_component(out, [v for v in self.labels.values() if v]) if largest_component else out
 
-    def predict_file(self, src: Path, dst: Path, largest_component: bool = False) -> Path:
+    def predict_array(self, image: np.ndarray, largest_component: bool = False) -> np.ndarray:
+        """Label map (z, y, x) of one volume (z, y, x), same shape."""
+        return self.to_label(self.predict_probs(image), largest_component)
+
+    def predict_file(self, src: Path, dst: Path, largest_component: bool = False,
+                     uncertainty: Path | None = None) -> Path:
+        """Write the label map of ``src`` to ``dst``; with ``uncertainty`` also the normalised-entropy map there."""
         image, geometry = read_image(src)
-        write_image(self.predict_array(image, largest_component), geometry, dst)
+        probs = self.predict_probs(image)
+        write_image(self.to_label(probs, largest_component), geometry, dst)
+        if uncertainty is not None:
+            from actionpp.rank import entropy_map
+
+            write_image(entropy_map(probs), geometry, uncertainty)
         return dst
 
 
@@ -100,10 +113,18 @@ def save_model(path: Path, model: Model, cfg: Config, labels: dict[str, int], in
     path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
 
 
+def uncertainty_path(label_path: Path) -> Path:
+    """``<name>_uncertainty<ext>`` beside ``<name><ext>`` (``.nii.gz`` kept as one ending)."""
+    name = label_path.name
+    ending = ".nii.gz" if name.endswith(".nii.gz") else label_path.suffix
+    return label_path.with_name(f"{name[: len(name) - len(ending)]}_uncertainty{ending}")
+
+
 def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: str = "cpu",
-                  largest_component: bool = False, overwrite: bool = False) -> list[Path]:
+                  largest_component: bool = False, overwrite: bool = False, uncertainty: bool = False) -> list[Path]:
     """Predict a file (``out`` is a file) or a folder (``out`` is a folder, one ``<case><ext>`` per input).
 
+    With ``uncertainty`` each label map gets a float32 ``<name>_uncertainty<ext>`` beside it (entropy / log C).
     Existing outputs are refused unless ``overwrite``: nothing the user owns is replaced silently.
     """
     from actionpp.methods import resolve_device
@@ -116,7 +137,9 @@ def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: s
     else:
         ending = "".join(images[0].suffixes[-2:]) if images[0].name.endswith(".nii.gz") else images[0].suffix
         targets = [out / f"{case_name(p)}{ending}" for p in images]
-    for t in targets:
+    extra = [uncertainty_path(t) for t in targets] if uncertainty else []
+    for t in targets + extra:
         if t.exists() and not overwrite:
             raise DataError(f"{t}: output exists; expected a new path (pass --overwrite to replace it)")
-    return [predictor.predict_file(s, t, largest_component) for s, t in zip(images, targets)]
+    return [predictor.predict_file(s, t, largest_component, uncertainty_path(t) if uncertainty else None)
+            for s, t in zip(images, targets)]

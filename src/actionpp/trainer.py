@@ -121,6 +121,8 @@ class Trainer:
             if not last.is_file():
                 raise ConfigError(f"--resume: no checkpoint at {last}")
             self.load_checkpoint(last)
+        elif cfg.init_from:
+            self._initialise_from_parent()
         cfg.save(self.out / "config.json")
         events = EventLog(self.out / "events.jsonl", show_bar=self.show_bar)
         try:
@@ -130,6 +132,13 @@ class Trainer:
             raise
         finally:
             events.close()
+
+    def _initialise_from_parent(self) -> None:
+        """``--init-from``: student (and a teacher copied from it) start from the parent model's weights."""
+        from actionpp.warmstart import initialise_from
+
+        self.added_classes = initialise_from(self.learner.student, self.cfg, self.ds.labels, 1, self.cfg.init_from)
+        self.learner.reset_teacher()
 
     def _pretrain(self, events: EventLog) -> None:
         """Contrastive pre-training of the student, then a teacher that starts from it (fine-tuning's start)."""
@@ -142,7 +151,7 @@ class Trainer:
 
     def _loop(self, events: EventLog) -> Path:
         cfg, start = self.cfg, self.iteration
-        if cfg.pretrain_iterations and start == 0:
+        if cfg.pretrain_iterations and start == 0 and not cfg.init_from:
             self._pretrain(events)
         events.emit("start", total=cfg.iterations, start_iteration=start, method=cfg.method, device=str(self.device),
                     labels=self.ds.labels, labeled=len(self.train_cases), unlabeled=len(self.ds.unlabeled),
@@ -168,7 +177,8 @@ class Trainer:
         meta = self._final_scores(events)
         model_path = self.out / "model.pt"
         save_model(model_path, self.learner.inference_model(), cfg, self.ds.labels, 1, self.ds.median_spacing,
-                   {"iterations": self.iteration, **meta})
+                   {"iterations": self.iteration, **meta,
+                    **({"parent": str(Path(cfg.init_from).resolve())} if cfg.init_from else {})})
         events.emit("done", iteration=self.iteration, model=str(model_path), val_dice=meta.get("val_dice"))
         return model_path
 
