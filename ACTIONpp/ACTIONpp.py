@@ -122,12 +122,16 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                       showCurves=self.showCurves, onTrainingFinished=self.onTrainingFinished,
                       onSegmentation=self.onSegmentation, currentVolume=self.volumeInView, busy=slicer.util.WaitCursor,
                       chooseModelPath=self.chooseModelPath, onLabelsAccepted=self.onLabelsAccepted,
-                      onModelSelected=lambda path: self.settings and self.settings.fromGui())
+                      onModelSelected=lambda path: self.settings and self.settings.fromGui(),
+                      openForLabeling=self.openForLabeling, onUncertainty=self.onUncertainty)
         self.trainingTimer, self.segmentTimer = qt.QTimer(), qt.QTimer()
-        self.curation = CurationPanel(self.ui, self.logic, qt, hooks, onChanged=self._curationChanged)
+        selectedModel = lambda: self.segment.selectedModel() if self.segment is not None else None  # noqa: E731
+        device = lambda: self.training.device() if self.training is not None else "auto"  # noqa: E731
+        self.curation = CurationPanel(self.ui, self.logic, qt, hooks, onChanged=self._curationChanged,
+                                      modelProvider=selectedModel, deviceProvider=device)
         self.training = TrainingPanel(self.ui, self.logic, _jobs.TrainingSettings, self.curation.cases,
                                       self.curation.canTrain, self.curation.blockingMessage, timer=self.trainingTimer,
-                                      hooks=hooks)
+                                      hooks=hooks, modelProvider=selectedModel)
         self.segment = SegmentPanel(self.ui, self.logic, deviceProvider=self.training.device, timer=self.segmentTimer,
                                     hooks=hooks)
         self.settings = SettingsBinding(self.ui, selectModel=self.selectModel)
@@ -294,6 +298,18 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.curation.refresh()
         if volume is not None:
             self.curation.setChoice(volume, segmentationNode)
+
+    def openForLabeling(self, volume, segmentation) -> None:
+        """Show ``volume`` in the slice views and open the Segment Editor on ``segmentation``."""
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        slicer.util.selectModule("SegmentEditor")
+        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
+        editor.setSegmentationNode(segmentation)
+        editor.setSourceVolumeNode(volume)
+
+    def onUncertainty(self, node) -> None:
+        """Show the uncertainty map over the slices (half transparent); the result volume stays the background."""
+        slicer.util.setSliceViewerLayers(foreground=node, foregroundOpacity=0.5)
 
     def volumeInView(self):
         layoutManager = slicer.app.layoutManager()

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import json
 import shutil
 
-from . import dependencies, devices, export, jobs, mrml, prediction, registry
+from . import dependencies, devices, engine, export, jobs, mrml, prediction, registry
 from .jobs import SLOTS, TrainingJob, TrainingSettings
 
 
@@ -60,6 +61,8 @@ class SegmentationStatus:
     segmentation: object = None
     errorMessage: str = ""
     logTail: str = ""
+    uncertainty: object = None
+    """The uncertainty map (scalar volume node, 0..1) when asked for."""
 
 
 def _stamp(parent: Path, suffix: str = "") -> Path:
@@ -103,11 +106,12 @@ class ModuleLogic:
         return self.scene.GetNodeByID(nodeId) if nodeId else None
 
     def listVolumes(self) -> list:
-        """Scalar volumes a user can train on (labelmaps and hidden nodes left out), in scene order."""
+        """Scalar volumes a user can train on (labelmaps, hidden nodes and model outputs such as uncertainty maps
+        left out), in scene order."""
         nodes = []
         for i in range(self.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
             node = self.scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetHideFromEditors():
+            if node.IsA("vtkMRMLLabelMapVolumeNode") or node.GetHideFromEditors() or mrml.isModelResult(node):
                 continue
             nodes.append(node)
         return nodes
@@ -309,7 +313,7 @@ class ModuleLogic:
         return sorted((run for run in skipped if run.resumable), key=lambda run: run.path.name, reverse=True)
 
     def segment(self, volume, model, device: str = "auto", createSurface: bool = True,
-                waitForCompletion: bool = False, extraArgs: list[str] | None = None):
+                waitForCompletion: bool = False, extraArgs: list[str] | None = None, uncertainty: bool = False):
         """Predict ``volume`` with ``model`` (a :class:`~ACTIONppLogic.registry.ModelInfo` or a run folder).
 
         The volume is written through its storage node into ``WORK/predictions/<stamp>/``; the result becomes a new
@@ -327,11 +331,12 @@ class ModuleLogic:
         stem = mrml.safeFileStem(volume.GetName())
         inputPath, outputPath = folder / f"{stem}.nrrd", folder / f"{stem}_label.nrrd"
         mrml.writeVolume(volume, inputPath)
+        args = list(extraArgs or []) + (["--uncertainty"] if uncertainty else [])
         job = jobs.PredictionJob(info.path, inputPath, outputPath, device=device, python=self.python,
-                                 baseEnv=self.baseEnv, extraArgs=extraArgs, logPath=folder / "predict.log")
+                                 baseEnv=self.baseEnv, extraArgs=args, logPath=folder / "predict.log")
         SLOTS.claim(self.scene, job)
         self._prediction = {"job": job, "volumeID": volume.GetID(), "model": info, "createSurface": createSurface,
-                            "segmentation": None}
+                            "segmentation": None, "uncertainty": uncertainty, "uncertaintyNode": None}
         job.start()
         if waitForCompletion:
             job.wait()
@@ -358,13 +363,57 @@ class ModuleLogic:
                     job.outputPath, info.labels, volume, self.context.segmentationsLogic,
                     name=f"{volume.GetName()} ACTIONpp ({info.name})", createSurface=pending["createSurface"],
                     modelPath=str(info.path))
+                if pending["uncertainty"]:
+                    pending["uncertaintyNode"] = prediction.importUncertainty(
+                        prediction.uncertaintyPath(job.outputPath), volume,
+                        name=f"{volume.GetName()} ACTIONpp uncertainty ({info.name})", modelPath=str(info.path))
             except (OSError, ValueError) as exc:
                 pending["error"] = str(exc)
         if pending.get("error"):
             return SegmentationStatus(jobs.FAILED, errorMessage=pending["error"], logTail=job.logTail())
         if state == jobs.FAILED:
             return SegmentationStatus(state, errorMessage=job.errorMessage(), logTail=job.logTail())
-        return SegmentationStatus(state, segmentation=pending["segmentation"])
+        return SegmentationStatus(state, segmentation=pending["segmentation"], uncertainty=pending["uncertaintyNode"])
+
+    def rankVolumes(self, volumes, model, device: str = "auto", timeout: float | None = None) -> list:
+        """``[(volume, score)]``, most uncertain first: how unsure ``model`` is about each volume
+        (``actionpp rank``, mean normalised entropy over what it does not call background; engine's rank.py).
+
+        The volumes are written through storage nodes into ``WORK/rankings/<stamp>/``; blocks until done."""
+        info = model if isinstance(model, registry.ModelInfo) else registry.readModel(model)
+        self.checkDevice(device)
+        folder = _stamp(self.workFolder / "rankings")
+        images = folder / "images"
+        images.mkdir(parents=True)
+        byCase, used = {}, set()
+        for volume in volumes:
+            stem, i = mrml.safeFileStem(volume.GetName()), 2
+            case = stem
+            while case.casefold() in used:
+                case, i = f"{stem}_{i}", i + 1
+            used.add(case.casefold())
+            mrml.writeVolume(volume, images / f"{case}.nrrd")
+            byCase[case] = volume
+        out = folder / "ranking.json"
+        job = jobs.Job(engine.engineCommand(self.python or "python", "rank", str(info.path), str(images), "--out",
+                                            str(out), "--device", device),
+                       folder / "rank.log", env=engine.engineEnvironment(self.baseEnv, device=device))
+        job.start()
+        if job.wait(timeout=timeout) != jobs.FINISHED:
+            job.cancel()
+            raise jobs.JobError(f"ranking failed: {job.errorMessage() or 'timed out'} (log: {job.logPath})")
+        ranking = json.loads(out.read_text(encoding="utf-8"))
+        return [(byCase[row["case"]], float(row["score"])) for row in ranking if row["case"] in byCase]
+
+    def createLabelsFor(self, volume):
+        """A new, empty segmentation on ``volume`` (reference geometry set, as the Segment Editor makes it), beside
+        it in the subject hierarchy: what *Label next* opens in the Segment Editor."""
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                            mrml.uniqueName(self.scene, f"{volume.GetName()} segmentation"))
+        node.CreateDefaultDisplayNodes()
+        node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        mrml.placeBeside(node, volume)
+        return node
 
     def cancelSegmentation(self) -> None:
         if self._prediction is not None:

@@ -271,6 +271,8 @@ class TrainingSettings:
     batchUnlabeled: int | None = None
     seed: int | None = None
     checkpointEvery: int | None = None
+    initFrom: str | None = None
+    """A trained model (run folder or model.pt) to continue from (``--init-from``); None: start from scratch."""
     extraArgs: list[str] = field(default_factory=list)
     """Further engine flags, passed through unchanged (e.g. ``["--channels", "8", "16"]``)."""
 
@@ -283,6 +285,8 @@ class TrainingSettings:
                 args += [flag, str(value)]
         if self.patch:
             args += ["--patch", *[str(p) for p in self.patch]]
+        if self.initFrom:
+            args += ["--init-from", str(self.initFrom)]
         return args + [str(a) for a in self.extraArgs]
 
 

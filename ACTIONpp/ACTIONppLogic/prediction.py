@@ -120,6 +120,39 @@ def importPrediction(labelPath, labels: dict[str, int], referenceVolume, segment
     return segmentation
 
 
+UNCERTAINTY_COLOURS = "vtkMRMLColorTableNodeIron"
+"""Colour table of the uncertainty overlay (built into every scene)."""
+
+
+def uncertaintyPath(labelPath) -> "os.PathLike":
+    """Where ``actionpp predict --uncertainty`` writes the map of ``<name><ext>``: ``<name>_uncertainty<ext>``."""
+    from pathlib import Path
+
+    labelPath = Path(labelPath)
+    return labelPath.with_name(f"{labelPath.stem}_uncertainty{labelPath.suffix}")
+
+
+def importUncertainty(path, referenceVolume, name: str, modelPath: str = ""):
+    """Read the engine's uncertainty map (float, 0..1, on the volume's grid) into a new scalar volume coloured with
+    ``UNCERTAINTY_COLOURS`` (window 0..1), marked as a model result and placed beside its volume."""
+    scene = referenceVolume.GetScene()
+    node = mrml.readVolume(scene, path, name=mrml.uniqueName(scene, name))
+    mismatch = gridMismatch(node, referenceVolume)
+    if mismatch:
+        scene.RemoveNode(node)
+        raise ValueError(f"{path}: expected an uncertainty map on the voxel grid of volume "
+                         f"'{referenceVolume.GetName()}', found one that is not ({mismatch}); nothing imported")
+    display = node.GetDisplayNode()
+    display.SetAndObserveColorNodeID(UNCERTAINTY_COLOURS)
+    display.AutoWindowLevelOff()
+    display.SetWindowLevelMinMax(0.0, 1.0)
+    node.SetAttribute(mrml.RESULT_ATTRIBUTE, str(modelPath) or "1")
+    if referenceVolume.GetTransformNodeID():
+        node.SetAndObserveTransformNodeID(referenceVolume.GetTransformNodeID())
+    mrml.placeBeside(node, referenceVolume)
+    return node
+
+
 def _nameAndColourSegments(segmentation, labels: dict[str, int]) -> None:
     classes = sorted(((value, name) for name, value in labels.items() if value != 0))
     order = {value: i for i, (value, _) in enumerate(classes)}

@@ -65,6 +65,8 @@ class Hooks:
     - ``chooseModelPath() -> str``: file dialog for *Load model...* ("" when cancelled).
     - ``onLabelsAccepted(node)``: a reviewed result became labels (the Data table refreshes).
     - ``onModelSelected(path)``: the chosen model changed, also when the list was refilled ("" for none).
+    - ``openForLabeling(volume, segmentation)``: show the volume and open the Segment Editor on the segmentation.
+    - ``onUncertainty(node)``: an uncertainty map was created (shown over the slices).
     """
 
     def __init__(self, **hooks):

@@ -1,4 +1,5 @@
-"""Data panel: which volumes take part, which segmentation labels each, and what the curation check says."""
+"""Data panel: which volumes take part, which segmentation labels each, what the curation check says, and which
+unlabeled volume to label next (the selected model's uncertainty)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from .common import Hooks, connect, read
 
 SKIP = "skip"
 UNLABELED = "unlabeled"
-COLUMN_VOLUME, COLUMN_ROLE, COLUMN_SEGMENTS = 0, 1, 2
+COLUMN_VOLUME, COLUMN_ROLE, COLUMN_SEGMENTS, COLUMN_SCORE = 0, 1, 2, 3
 
 
 class CurationPanel:
@@ -16,19 +17,26 @@ class CurationPanel:
     (default: the segmentation made on that volume in the Segment Editor, else unlabeled). Choices survive a refresh.
     """
 
-    WIDGETS = ("volumesTableWidget", "refreshVolumesButton", "countsLabel", "classesLabel", "problemsTextEdit")
+    WIDGETS = ("volumesTableWidget", "refreshVolumesButton", "countsLabel", "classesLabel", "problemsTextEdit",
+               "rankButton", "labelNextButton")
 
-    def __init__(self, ui, logic, qt, hooks: Hooks | None = None, onChanged=None):
+    def __init__(self, ui, logic, qt, hooks: Hooks | None = None, onChanged=None, modelProvider=lambda: None,
+                 deviceProvider=lambda: "auto"):
+        """``modelProvider()``: the selected trained model (or None), used by *Rank unlabeled*."""
         self.ui, self.logic, self.qt = ui, logic, qt
         self.hooks = hooks or Hooks()
         self.onChanged = onChanged
+        self.modelProvider, self.deviceProvider = modelProvider, deviceProvider
         self.report = None
+        self.scores: dict[str, float] = {}  # volume ID -> uncertainty of the last ranking
         self._rows: list[tuple[str, object]] = []  # (volume ID, combo box)
         self._choices: dict[str, str] = {}  # volume ID -> SKIP | UNLABELED | segmentation ID
         table = ui.volumesTableWidget
-        table.setColumnCount(3)
-        table.setHorizontalHeaderLabels(["Volume", "Labels", "Segments"])
+        table.setColumnCount(4)
+        table.setHorizontalHeaderLabels(["Volume", "Labels", "Segments", "Uncertainty"])
         connect(ui.refreshVolumesButton.clicked, self.refresh)
+        connect(ui.rankButton.clicked, self.onRank)
+        connect(ui.labelNextButton.clicked, self.onLabelNext)
 
     # ---- table ---------------------------------------------------------------------------------------------------
     def refresh(self) -> None:
@@ -56,6 +64,8 @@ class CurationPanel:
             connect(combo.currentIndexChanged, self._onChoiceChanged)
             table.setCellWidget(row, COLUMN_ROLE, combo)
             table.setItem(row, COLUMN_SEGMENTS, self.qt.QTableWidgetItem(""))
+            score = self.scores.get(volume.GetID())
+            table.setItem(row, COLUMN_SCORE, self.qt.QTableWidgetItem("" if score is None else f"{score:.3f}"))
             self._rows.append((volume.GetID(), combo))
         self.update()
 
@@ -80,6 +90,42 @@ class CurationPanel:
                 continue
             cases.append((volume, None if choice == UNLABELED else self.logic.nodeByID(choice)))
         return cases
+
+    # ---- what to label next --------------------------------------------------------------------------------------
+    def unlabeledVolumes(self) -> list:
+        return [volume for volume, segmentation in self.cases() if segmentation is None]
+
+    def onRank(self) -> None:
+        """Score the unlabeled volumes with the selected model (blocking, wait cursor) and show the scores."""
+        model, volumes = self.modelProvider(), self.unlabeledVolumes()
+        if model is None or not volumes:
+            self.hooks.showError("Ranking needs a trained model (choose one under Segment) and unlabeled volumes.", "")
+            return
+        try:
+            with self.hooks.busy():
+                ranking = self.logic.rankVolumes(volumes, model, device=self.deviceProvider())
+        except Exception as exc:
+            self.hooks.showError(f"Could not rank the volumes: {exc}", "")
+            return
+        self.scores = {volume.GetID(): score for volume, score in ranking}
+        self.refresh()
+
+    def nextToLabel(self):
+        """The unlabeled volume with the highest score of the last ranking, or None."""
+        ranked = [(self.scores[v.GetID()], i, v) for i, v in enumerate(self.unlabeledVolumes())
+                  if v.GetID() in self.scores]
+        return max(ranked, key=lambda t: (t[0], -t[1]))[2] if ranked else None
+
+    def onLabelNext(self) -> None:
+        """Give the most uncertain unlabeled volume a new segmentation and open it for labeling."""
+        volume = self.nextToLabel()
+        if volume is None:
+            self.hooks.showError("Rank the unlabeled volumes first (Rank unlabeled).", "")
+            return
+        segmentation = self.logic.createLabelsFor(volume)
+        self.refresh()
+        self.setChoice(volume, segmentation)
+        self.hooks.openForLabeling(volume, segmentation)
 
     # ---- verdict -------------------------------------------------------------------------------------------------
     def update(self) -> None:

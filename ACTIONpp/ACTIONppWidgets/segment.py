@@ -11,7 +11,8 @@ class SegmentPanel:
     ``logic.pollSegmentation()``; a timer (injected) calls :meth:`poll` while a segmentation runs."""
 
     WIDGETS = ("modelComboBox", "refreshModelsButton", "loadModelButton", "modelInfoLabel", "inputVolumeSelector",
-               "show3DCheckBox", "segmentButton", "rerunButton", "acceptButton", "segmentStatusLabel")
+               "show3DCheckBox", "uncertaintyCheckBox", "segmentButton", "rerunButton", "acceptButton",
+               "segmentStatusLabel")
     POLL_MS = 500
 
     def __init__(self, ui, logic, deviceProvider=lambda: "auto", timer=None, hooks: Hooks | None = None):
@@ -104,7 +105,8 @@ class SegmentPanel:
             return
         try:
             self.logic.segment(volume, model, device=self.deviceProvider(),
-                               createSurface=bool(read(self.ui.show3DCheckBox, "checked")))
+                               createSurface=bool(read(self.ui.show3DCheckBox, "checked")),
+                               uncertainty=bool(read(self.ui.uncertaintyCheckBox, "checked")))
         except Exception as exc:
             self.hooks.showError(f"Could not start the segmentation: {exc}", "")
             return
@@ -127,6 +129,8 @@ class SegmentPanel:
             self.ui.segmentStatusLabel.setText(f"Created '{status.segmentation.GetName()}'. Correct it in the "
                                                "Segment Editor, then 'Accept as labels' to train on it.")
             self.hooks.onSegmentation(status.segmentation)
+            if getattr(status, "uncertainty", None) is not None:
+                self.hooks.onUncertainty(status.uncertainty)
         elif status.state == "failed":
             self.ui.segmentStatusLabel.setText(f"Failed: {status.errorMessage}")
             self.hooks.showError(f"Segmentation failed: {status.errorMessage}", status.logTail)

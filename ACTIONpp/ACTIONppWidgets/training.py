@@ -22,14 +22,16 @@ class TrainingPanel:
 
     WIDGETS = ("methodComboBox", "dimsComboBox", "iterationsSpinBox", "deviceComboBox", "extraArgsLineEdit",
                "trainButton", "cancelButton", "resumeButton", "trainingProgressBar", "progressLabel", "logTextEdit",
-               "unfinishedRunComboBox")
+               "unfinishedRunComboBox", "continueCheckBox")
     POLL_MS = 1000
     ESTIMATE_FROM = 1000
     """Runs of at least this many iterations are timed on a few iterations first and the estimate is shown."""
 
     def __init__(self, ui, logic, settingsFactory, casesProvider, canTrain, blockingMessage=lambda: "",
-                 timer=None, hooks: Hooks | None = None):
+                 timer=None, hooks: Hooks | None = None, modelProvider=lambda: None):
+        """``modelProvider()``: the selected trained model, the start of *Continue from the selected model*."""
         self.ui, self.logic = ui, logic
+        self.modelProvider = modelProvider
         self.settingsFactory = settingsFactory
         self.casesProvider, self.canTrain, self.blockingMessage = casesProvider, canTrain, blockingMessage
         self.timer = timer
@@ -55,10 +57,15 @@ class TrainingPanel:
     def settings(self):
         """The GUI's choices as the logic's settings object."""
         extra = shlex.split(read(self.ui.extraArgsLineEdit, "text") or "")
-        return self.settingsFactory(method=comboData(self.ui.methodComboBox) or "actionpp",
-                                    dims=int(comboData(self.ui.dimsComboBox) or 2),
-                                    iterations=int(read(self.ui.iterationsSpinBox, "value")),
-                                    device=self.device(), extraArgs=extra)
+        fields = dict(method=comboData(self.ui.methodComboBox) or "actionpp",
+                      dims=int(comboData(self.ui.dimsComboBox) or 2),
+                      iterations=int(read(self.ui.iterationsSpinBox, "value")), device=self.device(), extraArgs=extra)
+        if read(self.ui.continueCheckBox, "checked"):
+            model = self.modelProvider()
+            if model is None:
+                raise ValueError("'Continue from the selected model' needs a model: choose one under Segment")
+            fields["initFrom"] = str(model.path)
+        return self.settingsFactory(**fields)
 
     # ---- buttons -------------------------------------------------------------------------------------------------
     def refreshUnfinished(self) -> None:
@@ -82,8 +89,9 @@ class TrainingPanel:
     def onTrain(self) -> None:
         if not self._dependenciesReady():
             return
-        settings, cases, dataset = self.settings(), self.casesProvider(), None
+        dataset = None
         try:
+            settings, cases = self.settings(), self.casesProvider()
             with self.hooks.busy():
                 self.logic.checkDevice(settings.device)
                 if (settings.iterations or 0) >= self.ESTIMATE_FROM:

@@ -12,8 +12,10 @@ Under plain Python where ``slicer-core`` is installed (how CI runs it)::
 ``--data`` is either an nnU-Net raw dataset (has ``dataset.json``: trained on as is) or a folder of volumes, each
 with an optional ``<name>.seg.nrrd`` segmentation: those are loaded into an MRML scene through storage nodes and
 exported with the module's export logic (segment names -> classes, checked by the curation check). Flags this script
-does not know are passed to ``actionpp train`` unchanged. With ``--predict``, every volume of that folder is
-segmented; ``--pred-out`` gets ``<name>.nrrd`` label maps and ``<name>.seg.nrrd`` segmentations.
+does not know are passed to ``actionpp train`` unchanged (``--init-from RUN`` continues from a trained model). With
+``--predict``, every volume of that folder is segmented; ``--pred-out`` gets ``<name>.nrrd`` label maps and
+``<name>.seg.nrrd`` segmentations. With ``--rank``, the unlabeled volumes are ranked by the new model's uncertainty
+into ``<out>/ranking.json`` (label the first one next).
 
 Exit status 0 on success, 1 with one line ``ACTIONppBatch: error: ...`` on stderr on failure, 2 on bad usage.
 """
@@ -50,6 +52,9 @@ def buildParser() -> argparse.ArgumentParser:
     p.add_argument("--pred-out", help="output folder for --predict (label maps and .seg.nrrd)")
     p.add_argument("--python", help="interpreter for the engine (default: PythonSlicer in Slicer, else this Python)")
     p.add_argument("--timeout", type=float, help="give up after this many seconds of training")
+    p.add_argument("--rank", action="store_true",
+                   help="after training, rank the dataset's unlabeled volumes by the model's uncertainty: "
+                        "<out>/ranking.json, most uncertain (label next) first")
     p.add_argument("--install-dependencies", action="store_true",
                    help="install missing engine packages (torch via the PyTorch extension in Slicer, others via pip)")
     return p
@@ -186,7 +191,7 @@ def train(args, engineArgs, python, baseEnv):
                          f"'actionpp train --resume --out {out}')")
     if state != jobs.FINISHED:
         raise BatchError(f"training failed: {job.errorMessage()} (log: {job.logPath})")
-    return context
+    return context, dataset
 
 
 def predict(args, context, python, baseEnv, device):
@@ -217,6 +222,31 @@ def predict(args, context, python, baseEnv, device):
     print(f"{PROG}: segmented {len(volumes)} volume(s) into {target}", flush=True)
 
 
+def rank(args, dataset: Path, python, baseEnv, device):
+    """Rank the unlabeled training images of ``dataset`` with the new model into ``<out>/ranking.json``."""
+    from ACTIONppLogic import engine, jobs
+
+    out = Path(args.out) / "ranking.json"
+    labels = {p.name.split(".")[0] for p in (dataset / "labelsTr").glob("*") if not p.name.startswith(".")}
+    unlabeled = [p for p in sorted((dataset / "imagesTr").glob("*_0000.*")) if p.name.split("_0000.")[0] not in labels]
+    if not unlabeled:
+        print(f"{PROG}: nothing to rank: every training volume is labeled", flush=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="actionpp-rank-") as staging:
+        for image in unlabeled:
+            (Path(staging) / image.name).symlink_to(image.resolve())
+        job = jobs.Job(engine.engineCommand(python, "rank", str(args.out), staging, "--out", str(out), "--device",
+                                            device), Path(args.out) / "rank.log",
+                       env=engine.engineEnvironment(baseEnv, device=device)).start()
+        if job.wait() != jobs.FINISHED:
+            raise BatchError(f"ranking failed: {job.errorMessage()} (log: {job.logPath})")
+    import json
+
+    ranking = json.loads(out.read_text(encoding="utf-8"))
+    print(f"{PROG}: ranked {len(ranking)} unlabeled volume(s) into {out}; label next: {ranking[0]['case']} "
+          f"(uncertainty {ranking[0]['score']:.3f})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--"]:
@@ -242,10 +272,12 @@ def main(argv: list[str] | None = None) -> int:
             import slicer
 
             baseEnv = slicer.util.startupEnvironment()
-        context = train(args, engineArgs, python, baseEnv)
+        context, dataset = train(args, engineArgs, python, baseEnv)
+        device = engineArgs[engineArgs.index("--device") + 1] if "--device" in engineArgs[:-1] else "auto"
         if args.predict:
-            device = engineArgs[engineArgs.index("--device") + 1] if "--device" in engineArgs[:-1] else "auto"
             predict(args, context, python, baseEnv, device)
+        if args.rank:
+            rank(args, dataset, python, baseEnv, device)
     except (BatchError, OSError, ValueError, RuntimeError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"{PROG}: error: {message}", file=sys.stderr)

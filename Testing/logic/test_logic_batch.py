@@ -3,6 +3,8 @@ loaded, exported, trained on (real engine, tiny) and a folder is segmented; fail
 
 from __future__ import annotations
 
+import json
+
 import subprocess
 import sys
 
@@ -61,9 +63,17 @@ def test_batch_trains_on_a_folder_of_volumes_and_segments_a_folder(ctx, mk, tmp_
 def test_batch_trains_on_an_nnunet_dataset(phantoms, tmp_path):
     requireEngine()
     result = _batch("--data", phantoms, "--out", tmp_path / "run", "--iterations", "2", "--method", "supervised",
-                    "--device", "cpu", *TINY_TRAINING)
+                    "--device", "cpu", "--rank", *TINY_TRAINING)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "run" / "model.json").is_file() and not (tmp_path / "run_dataset").exists()
+    ranking = json.loads((tmp_path / "run" / "ranking.json").read_text())
+    assert len(ranking) == 1 and 0 <= ranking[0]["score"] <= 1  # the phantoms' one unlabeled case
+    assert f"label next: {ranking[0]['case']}" in result.stdout
+
+    again = _batch("--data", phantoms, "--out", tmp_path / "run2", "--iterations", "2", "--method", "supervised",
+                   "--device", "cpu", "--init-from", tmp_path / "run", *TINY_TRAINING)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert json.loads((tmp_path / "run2" / "model.json").read_text())["parent"] == str((tmp_path / "run").resolve())
 
 
 def test_batch_failures_are_one_line_and_non_zero(ctx, mk, tmp_path):

@@ -166,3 +166,11 @@ def test_models_from_anywhere_and_unfinished_runs(ctx, tmp_path):
     (stopped / "checkpoints" / "last.pt").write_bytes(b"x")
     (tmp_path / "work" / "runs" / "empty").mkdir()
     assert [run.path for run in logic.listUnfinishedRuns()] == [stopped]
+
+
+def test_label_next_makes_an_empty_segmentation_that_labels_the_volume(ctx, scene3, tmp_path):
+    logic = ModuleLogic(ctx, tmp_path / "work")
+    node = logic.createLabelsFor(scene3[2])
+    assert node.GetName() == "scan 2 segmentation"
+    assert node.GetSegmentation().GetNumberOfSegments() == 0 and logic.guessSegmentation(scene3[2]) is node
+    assert logic.createLabelsFor(scene3[2]).GetName() == "scan 2 segmentation_1"  # never a name already in use

@@ -88,6 +88,7 @@ class FakeLogic:
         self.deviceError = None
         self.loadError = None
         self.unfinished = []
+        self.scores = {}
 
     def nodeByID(self, nodeId):
         return next((n for n in self.volumes + self.segmentations if n.GetID() == nodeId), None)
@@ -174,8 +175,19 @@ class FakeLogic:
     def listModels(self):
         return list(self.models), []
 
-    def segment(self, volume, model, device="auto", createSurface=True):
-        self.calls.append(("segment", volume.GetName(), model.name, device, createSurface))
+    def segment(self, volume, model, device="auto", createSurface=True, uncertainty=False):
+        self.calls.append(("segment", volume.GetName(), model.name, device, createSurface) +
+                          (("uncertainty",) if uncertainty else ()))
+
+    def rankVolumes(self, volumes, model, device="auto"):
+        self.calls.append(("rankVolumes", [v.GetID() for v in volumes], model.name, device))
+        return sorted(((v, self.scores.get(v.GetID(), 0.0)) for v in volumes), key=lambda vs: -vs[1])
+
+    def createLabelsFor(self, volume):
+        self.calls.append(("createLabelsFor", volume.GetID()))
+        node = Node(f"new-{volume.GetID()}", f"{volume.GetName()} segmentation")
+        self.segmentations.append(node)
+        return node
 
     def pollSegmentation(self):
         return self.segmentationStatuses.pop(0) if self.segmentationStatuses else None

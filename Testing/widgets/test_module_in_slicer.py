@@ -212,3 +212,47 @@ def TrainingPanelLimit():
     from ACTIONppWidgets import TrainingPanel
 
     return TrainingPanel.ESTIMATE_FROM
+
+
+def test_the_labeling_loop_end_to_end(slicerApp, qapp):
+    """Train, segment (with the uncertainty overlay), review and accept, continue training from the model with the
+    new labels, rank what is still unlabeled: the loop of docs/slicer.md, through the panel's buttons."""
+    import json
+
+    volumes, _ = _scene(labeled=2, unlabeled=2)
+    slicerApp.openModule()
+    widget, ui = slicerApp.widget, slicerApp.widget.ui
+    ui.iterationsSpinBox.setValue(6)
+    ui.deviceComboBox.setCurrentIndex(ui.deviceComboBox.findData("cpu"))
+    ui.extraArgsLineEdit.setText(TINY)
+    ui.trainButton.click()
+    _waitFor(qapp, lambda: widget.training.state != "running")
+    firstRun = widget.logic.trainingJob.runDir
+    assert widget.training.state == "finished", ui.logTextEdit.toPlainText()
+
+    ui.inputVolumeSelector.setCurrentNode(volumes[2])
+    ui.uncertaintyCheckBox.setChecked(True)
+    ui.segmentButton.click()
+    _waitFor(qapp, lambda: not widget.segment.running)
+    status = widget.logic.pollSegmentation()
+    assert status.uncertainty is not None, ui.segmentStatusLabel.text()
+    from slicer.util import arrayFromVolume
+
+    unsure = arrayFromVolume(status.uncertainty)
+    assert unsure.shape == (4, 32, 32) and 0 <= unsure.min() and unsure.max() <= 1
+    assert status.uncertainty not in widget.logic.listVolumes()  # an overlay, not a volume to train on
+    ui.acceptButton.click()
+    assert ui.countsLabel.text() == "Labeled: 3 · Unlabeled: 1"
+
+    ui.continueCheckBox.setChecked(True)  # from the model selected under Segment: the first run's
+    ui.trainButton.click()
+    _waitFor(qapp, lambda: widget.training.state != "running")
+    assert widget.training.state == "finished", ui.logTextEdit.toPlainText()
+    secondRun = widget.logic.trainingJob.runDir
+    assert json.loads((secondRun / "model.json").read_text())["parent"] == str(firstRun.resolve())
+
+    ui.rankButton.click()
+    table = ui.volumesTableWidget
+    scores = {table.item(r, 0).text(): table.item(r, 3).text() for r in range(table.rowCount())}
+    assert scores["scan 3"] != "" and 0 <= float(scores["scan 3"]) <= 1
+    assert scores["scan 0"] == scores["scan 2"] == ""  # labeled volumes are not ranked

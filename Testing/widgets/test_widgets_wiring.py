@@ -279,3 +279,47 @@ def test_unfinished_runs_from_an_earlier_session_can_be_resumed(ui, logic, recor
     ui.resumeButton.click()
     assert logic.called("adoptRun") == [("adoptRun", "/work/runs/r2")] and logic.called("resumeTraining")
     assert timer.active
+
+
+def test_rank_fills_the_uncertainty_column_and_label_next_opens_the_top_volume(ui, logic, recorder):
+    model = _model("m1")
+    opened = []
+    hooks = recorder.hooks(openForLabeling=lambda volume, seg: opened.append((volume.GetID(), seg.GetID())))
+    curation = CurationPanel(ui, logic, qt, hooks, modelProvider=lambda: model, deviceProvider=lambda: "cpu")
+    curation.refresh()
+    ui.labelNextButton.click()  # nothing ranked yet
+    assert recorder.named("showError")[-1][1].startswith("Rank the unlabeled volumes first")
+    logic.scores = {"v2": 0.31, "v3": 0.47}
+    ui.rankButton.click()
+    assert logic.called("rankVolumes") == [("rankVolumes", ["v2", "v3"], "m1", "cpu")]  # unlabeled ones only
+    table = ui.volumesTableWidget
+    assert table.horizontalHeaderItem(3).text() == "Uncertainty"
+    assert [table.item(r, 3).text() for r in range(3)] == ["", "0.310", "0.470"]
+    ui.labelNextButton.click()
+    assert logic.called("createLabelsFor") == [("createLabelsFor", "v3")] and opened == [("v3", "new-v3")]
+    assert table.cellWidget(2, 1).currentData() == "new-v3"  # the new segmentation labels that volume
+
+
+def test_continue_from_the_selected_model_and_uncertainty_are_passed_on(ui, logic, recorder):
+    model = _model("parent")
+    curation = CurationPanel(ui, logic, qt, recorder.hooks())
+    curation.refresh()
+    training = TrainingPanel(ui, logic, _settings, curation.cases, curation.canTrain, hooks=recorder.hooks(),
+                             timer=FakeTimer(), modelProvider=lambda: model)
+    ui.iterationsSpinBox.setValue(20)
+    ui.continueCheckBox.setChecked(True)
+    ui.trainButton.click()
+    assert logic.called("startTraining")[-1][2].initFrom == str(model.path)
+    training.modelProvider = lambda: None
+    training.state = "finished"
+    training.updateButtons()
+    ui.trainButton.click()
+    assert recorder.named("showError")[-1][1].startswith("Could not start training: 'Continue from the selected "
+                                                         "model' needs a model")
+
+    logic.models = [model]
+    ui.inputVolumeSelector.setMRMLScene(_sceneWithVolumes(["scan 1"]).scene)
+    SegmentPanel(ui, logic, hooks=recorder.hooks())
+    ui.uncertaintyCheckBox.setChecked(True)
+    ui.segmentButton.click()
+    assert logic.called("segment")[-1][-1] == "uncertainty"
