@@ -17,6 +17,7 @@ from typing import Any
 METHODS = ("supervised", "mean-teacher", "action", "actionpp")
 NETWORKS = ("unet", "basicunet", "vnet")
 PRECISIONS = ("auto", "float32", "bfloat16")
+TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
 MIXES = ("cutmix", "classmix", "none")
 TAU_STEPS = ("iteration", "epoch")
 
@@ -55,8 +56,11 @@ class Config:
     """Validate every N iterations on the labeled validation split (0: only at the end)."""
     val_fraction: float = 0.0
     """Fraction of labeled cases held out for validation (at least one labeled case always trains)."""
+    precision: str = "fp32"
+    """Training precision: fp32, or autocast in bf16 / fp16 (CPU and GPU; fp16 with a gradient scaler). The
+    contrastive logits and log-sum-exps are always computed in float32."""
     amp: bool = False
-    """Mixed precision (CUDA only; ignored on CPU)."""
+    """Old switch, kept as an alias: ``--amp`` means ``--precision fp16`` on CUDA and nothing on CPU."""
 
     # --- optimisation (official fine-tuning: SGD 0.01, momentum 0.9, Nesterov, wd 1e-4, poly 0.9) --------------
     lr: float = 0.01
@@ -160,6 +164,7 @@ class Config:
         _choice("unsup_threshold", self.unsup_threshold, ("fixed", "class-adaptive"))
         _choice("tau_step", self.tau_step, TAU_STEPS)
         _choice("ascl_precision", self.ascl_precision, PRECISIONS)
+        _choice("precision", self.precision, TRAIN_PRECISIONS)
         _choice("dims", self.dims, (2, 3))
         if len(self.patch) != self.dims:
             raise ConfigError(f"--patch: expected {self.dims} sizes for --dims {self.dims}, got {list(self.patch)}")

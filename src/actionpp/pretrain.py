@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from actionpp import checkpoint
+from actionpp import checkpoint, distributed
 from actionpp.augment import apply_strong, sample_strong_params
 from actionpp.config import Config
 from actionpp.data.loaders import IterationBatches, batch_loader
@@ -91,11 +91,14 @@ def pretrain(cfg: Config, model: Model, num_classes: int, batches: IterationBatc
         loss = sup + cfg.pretrain_global_weight * glob + cfg.pretrain_local_weight * loc
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(params)  # torchrun: the same step on every rank
         opt.step()
+        distributed.average_buffers(net)
         teacher.update(net)
         spi = (time.perf_counter() - t0) / (it + 1)
         events.emit("iter", phase="pretrain", iteration=it + 1, total=total, loss=float(loss.detach()),
                     losses={"sup": float(sup.detach()), "global": float(glob.detach()), "local": float(loc.detach())},
                     lr=opt.param_groups[0]["lr"], tau={"student": tau_s, "teacher": tau_t}, sec_per_iter=spi,
                     eta_s=spi * (total - it - 1))
-    checkpoint.atomic_save({"model": model.state_dict(), "config": cfg.to_dict()}, saved)
+    if distributed.is_main():
+        checkpoint.atomic_save({"model": model.state_dict(), "config": cfg.to_dict()}, saved)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from actionpp import checkpoint
+from actionpp import checkpoint, distributed
 from actionpp.config import Config, ConfigError
 from actionpp.data.layout import Case, Dataset, load_dataset
 from actionpp.data.loaders import IterationBatches, batch_loader
@@ -26,8 +26,10 @@ from actionpp.metrics import case_metrics
 from actionpp.schedules import poly_lr
 
 
-def step_seed(seed: int, iteration: int) -> int:
-    return (seed * 1_000_003 + iteration * 7_919 + 17) % (2**63 - 1)
+def step_seed(seed: int, iteration: int, rank: int | None = None) -> int:
+    """Seed of iteration ``iteration``'s random choices (and of rank ``rank``'s under torchrun)."""
+    base = (seed * 1_000_003 + iteration * 7_919 + 17) % (2**63 - 1)
+    return base if rank is None else (base * 31 + 104_729 * (rank + 1)) % (2**63 - 1)
 
 
 def split_validation(cfg: Config, ds: Dataset) -> tuple[list[Case], list[Case]]:
@@ -44,7 +46,8 @@ class Trainer:
     def __init__(self, cfg: Config, dataset: Dataset | None = None, show_bar: bool | None = None):
         self.cfg = cfg
         self.out = Path(cfg.out)
-        self.device = resolve_device(cfg.device)
+        self.dist, device = distributed.setup(cfg.device)  # one process: (rank 0 of 1, cfg.device)
+        self.device = resolve_device(device)
         self.ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.labeled_cases)
         self.train_cases, self.val_cases = split_validation(cfg, self.ds)
         unlabeled = self.ds.unlabeled or self.train_cases  # no unlabeled data: the labeled images double as such
@@ -53,9 +56,16 @@ class Trainer:
         self.learner = Learner(cfg, self.ds.num_classes, 1, iters_per_epoch=math.ceil(per_epoch)).to(self.device)
         self.opt = torch.optim.SGD(self.learner.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
-        self.amp = cfg.amp and self.device.type == "cuda"
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        self.batches = IterationBatches(cfg, self.train_cases, unlabeled if cfg.method != "supervised" else [])
+        precision = "fp16" if cfg.precision == "fp32" and cfg.amp and self.device.type == "cuda" else cfg.precision
+        self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.batches = IterationBatches(cfg, self.train_cases, unlabeled if cfg.method != "supervised" else [],
+                                        rank=self.dist.rank if self.dist.active else None)
+        self.model = self.learner
+        if self.dist.active:  # gradients averaged by DDP; buffers by distributed.average_buffers after each step
+            self.model = torch.nn.parallel.DistributedDataParallel(
+                self.learner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True, broadcast_buffers=False)
         self.iteration = 0
         self.show_bar = show_bar
 
@@ -66,19 +76,22 @@ class Trainer:
         lr = poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        seed = step_seed(cfg.seed, it)
+        seed = step_seed(cfg.seed, it, self.dist.rank if self.dist.active else None)
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         self.learner.train()
-        with torch.autocast(self.device.type, enabled=self.amp):
-            loss, logs = self.learner(batch, it, g)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            loss, logs = self.model(batch, it, g)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"iteration {it}: loss is {float(loss)}; lower --lr or check the data")
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        distributed.average_buffers(self.learner.student)  # same BatchNorm statistics on every rank
+        distributed.average_buffers(self.learner, only=("class_conf",))
         self.learner.update_teacher()
         out = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}, "lr": lr}
         return out
@@ -90,8 +103,10 @@ class Trainer:
                 "versions": checkpoint.versions()}
 
     def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/last.pt`` (rank 0 only under torchrun: every rank holds the same state)."""
         path = self.out / "checkpoints" / "last.pt"
-        checkpoint.atomic_save(self.state(), path)
+        if self.dist.main:
+            checkpoint.atomic_save(self.state(), path)
         return path
 
     def load_checkpoint(self, path: Path) -> None:
@@ -123,12 +138,19 @@ class Trainer:
             self.load_checkpoint(last)
         elif cfg.init_from:
             self._initialise_from_parent()
-        cfg.save(self.out / "config.json")
-        events = EventLog(self.out / "events.jsonl", show_bar=self.show_bar)
+        if self.dist.main:
+            cfg.save(self.out / "config.json")
+        events = EventLog(self.out / "events.jsonl", show_bar=self.show_bar) if self.dist.main else NullEvents()
         try:
             return self._loop(events)
         except Exception as e:
-            events.emit("error", message=f"{type(e).__name__}: {e}".splitlines()[0])
+            message = f"{type(e).__name__}: {e}".splitlines()[0]
+            if self.dist.main:
+                events.emit("error", message=message)
+            else:  # another rank's error reaches the same log, naming the rank
+                log = EventLog(self.out / "events.jsonl", show_bar=False)
+                log.emit("error", message=message, rank=self.dist.rank)
+                log.close()
             raise
         finally:
             events.close()
@@ -145,7 +167,8 @@ class Trainer:
         from actionpp.pretrain import pretrain
 
         with_unlabeled = IterationBatches(self.cfg, self.train_cases, self.ds.unlabeled or self.train_cases,
-                                          length=self.cfg.pretrain_iterations)
+                                          length=self.cfg.pretrain_iterations,
+                                          rank=self.dist.rank if self.dist.active else None)
         pretrain(self.cfg, self.learner.student, self.ds.num_classes, with_unlabeled, self.device, events, self.out)
         self.learner.reset_teacher()
 
@@ -171,11 +194,13 @@ class Trainer:
                             eta_s=spi * (cfg.iterations - self.iteration))
             if self.iteration % cfg.checkpoint_every == 0 and self.iteration < cfg.iterations:
                 events.emit("checkpoint", iteration=self.iteration, path=str(self.save_checkpoint()))
-            if cfg.val_every and self.val_cases and self.iteration % cfg.val_every == 0:
+            if cfg.val_every and self.val_cases and self.iteration % cfg.val_every == 0 and self.dist.main:
                 self._emit_val(events)
         events.emit("checkpoint", iteration=self.iteration, path=str(self.save_checkpoint()))
-        meta = self._final_scores(events)
         model_path = self.out / "model.pt"
+        if not self.dist.main:  # rank 0 scores and writes the model
+            return model_path
+        meta = self._final_scores(events)
         save_model(model_path, self.learner.inference_model(), cfg, self.ds.labels, 1, self.ds.median_spacing,
                    {"iterations": self.iteration, **meta,
                     **({"parent": str(Path(cfg.init_from).resolve())} if cfg.init_from else {})})
@@ -201,8 +226,31 @@ class Trainer:
         return meta
 
 
+class NullEvents:
+    """The event log of ranks other than 0 under torchrun: they write nothing."""
+
+    def emit(self, event: str, **fields: Any) -> dict[str, Any]:
+        return {"event": event, **fields}
+
+    def close(self) -> None:
+        pass
+
+
 def train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Path:
-    """Build a :class:`Trainer` and run it; refuses a non-empty run folder unless resuming."""
+    """Build a :class:`Trainer` and run it; refuses a non-empty run folder unless resuming.
+
+    Under ``torchrun`` every rank checks the folder before any rank writes to it (a barrier follows the checks), and
+    the process group is left at the end."""
+    distributed.setup(cfg.device)
+    try:
+        cfg = _checked(cfg, resume)
+        distributed.barrier()
+        return Trainer(cfg, show_bar=show_bar).run(resume=resume)
+    finally:
+        distributed.teardown()
+
+
+def _checked(cfg: Config, resume: bool) -> Config:
     out = Path(cfg.out)
     if not cfg.out:
         raise ConfigError("--out: expected a run folder, got nothing")
@@ -216,4 +264,4 @@ def train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Pa
     elif out.exists() and any(p.name != "train.log" for p in out.iterdir()):  # a launcher may open its log first
         raise ConfigError(f"--out {out}: folder exists and is not empty; expected a new run folder "
                           "(pass --resume to continue it)")
-    return Trainer(cfg, show_bar=show_bar).run(resume=resume)
+    return cfg

@@ -48,8 +48,11 @@ class IterationBatches(torch.utils.data.Dataset):
     cases and ``batch_unlabeled > 0``, ``u_image`` (Bu, 1, *P).
     """
 
-    def __init__(self, cfg: Config, labeled: list[Case], unlabeled: list[Case], length: int | None = None):
+    def __init__(self, cfg: Config, labeled: list[Case], unlabeled: list[Case], length: int | None = None,
+                 rank: int | None = None):
+        """``rank``: under ``torchrun``, this process's rank (its batches differ from the other ranks')."""
         self.cfg = cfg
+        self.rank = rank
         self.patch = tuple(cfg.patch)
         self.labeled = [(normalize(c.image), c.label.astype(np.int64)) for c in labeled]
         self.unlabeled = [(normalize(c.image), None) for c in unlabeled]
@@ -76,7 +79,8 @@ class IterationBatches(torch.utils.data.Dataset):
         return img, lab
 
     def __getitem__(self, iteration: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.cfg.seed, int(iteration)])
+        key = [self.cfg.seed, int(iteration)] + ([self.rank] if self.rank is not None else [])
+        rng = np.random.default_rng(key)
         drawn = [self._draw(self.labeled, rng, self.aug_l) for _ in range(self.cfg.batch_labeled)]
         batch = {"l_image": torch.from_numpy(np.stack([d[0] for d in drawn])),
                  "l_label": torch.from_numpy(np.stack([d[1] for d in drawn]))}

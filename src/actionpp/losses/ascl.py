@@ -22,6 +22,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from actionpp import distributed
+
 __all__ = ["ASCLoss", "hungarian_match", "fifo_slots"]
 
 
@@ -239,6 +241,7 @@ class ASCLoss(nn.Module):
         y_safe = torch.where((y >= 0) & (y < C), y, C)  # out-of-range rows fall into a spare bin
         sums = torch.zeros(C + 1, self.dim, device=s_hat.device).index_add_(0, y_safe, s_hat)[:C]
         counts = _class_counts(y_safe, C)
+        sums, counts = distributed.all_reduce_sum(sums), distributed.all_reduce_sum(counts)  # torchrun: global
         batch_mu = F.normalize(sums / counts.clamp(min=1)[:, None], dim=1)
         m = self.centroid_momentum
         moved = F.normalize(m * self.centroids + (1 - m) * batch_mu, dim=1)
@@ -284,6 +287,7 @@ class ASCLoss(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, t_hat: torch.Tensor, y: torch.Tensor) -> None:
+        t_hat, y = distributed.gather_rows(t_hat, y)  # torchrun: every rank's keys, so all queues stay equal
         slots, first = fifo_slots(self.ptr, t_hat.shape[0], self.queue_size)
         self.queue[slots] = t_hat[first:].to(self.queue.dtype)
         self.queue_labels[slots] = y[first:]
