@@ -197,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"actionpp: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 1
+    except OSError as e:  # a write or read the OS refused (disk full, permissions, file too large)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"actionpp: error: {where}{e.strerror or type(e).__name__}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("actionpp: interrupted", file=sys.stderr)
         return 130

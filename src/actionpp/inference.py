@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from actionpp import checkpoint
 from actionpp.config import Config
-from actionpp.data.io import DataError, read_image, write_image
+from actionpp.data.io import DataError, check_writable_folder, read_image, write_image
 from actionpp.data.layout import case_name, find_images
 from actionpp.data.loaders import normalize
 from actionpp.nets import Model
@@ -108,10 +108,11 @@ def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: s
     """
     from actionpp.methods import resolve_device
 
-    predictor = Predictor.load(model, resolve_device(device))
     src, out = Path(src), Path(out)
     images = find_images(src)
     if src.is_file():
+        if out.is_dir():
+            raise DataError(f"--out {out}: expected an output file for the input file {src.name}, found a folder")
         targets = [out]
     else:
         ending = "".join(images[0].suffixes[-2:]) if images[0].name.endswith(".nii.gz") else images[0].suffix
@@ -119,4 +120,6 @@ def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: s
     for t in targets:
         if t.exists() and not overwrite:
             raise DataError(f"{t}: output exists; expected a new path (pass --overwrite to replace it)")
+    check_writable_folder(targets[0].parent)  # before the model is loaded or anything is computed
+    predictor = Predictor.load(model, resolve_device(device))
     return [predictor.predict_file(s, t, largest_component) for s, t in zip(images, targets)]

@@ -23,6 +23,7 @@ from actionpp.events import EventLog
 from actionpp.inference import Predictor, save_model
 from actionpp.methods import Learner, resolve_device
 from actionpp.metrics import case_metrics
+from actionpp.runlock import LOCK_NAME, RunLock, holder
 from actionpp.schedules import poly_lr
 
 
@@ -36,6 +37,15 @@ def split_validation(cfg: Config, ds: Dataset) -> tuple[list[Case], list[Case]]:
         return ds.labeled, ds.val
     n_val = min(int(round(cfg.val_fraction * len(ds.labeled))), len(ds.labeled) - 1)
     return (ds.labeled[:len(ds.labeled) - n_val], ds.labeled[len(ds.labeled) - n_val:]) if n_val else (ds.labeled, [])
+
+
+def non_finite_message(iteration: int, loss: float, terms: dict[str, Any], saved: int | None) -> str:
+    """One line naming the iteration and the loss terms that are NaN or infinite, and the checkpoint that is kept."""
+    bad = [f"{k}={float(v)}" for k, v in terms.items() if not math.isfinite(float(v))]
+    what = ", ".join(bad) if bad else f"total={loss}"
+    kept = f"checkpoints/last.pt (iteration {saved}) is intact" if saved is not None else "no checkpoint yet"
+    return (f"iteration {iteration}: loss went non-finite ({what}); training stopped, {kept}; "
+            "lower --lr or check the data")
 
 
 class Trainer:
@@ -57,6 +67,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.batches = IterationBatches(cfg, self.train_cases, unlabeled if cfg.method != "supervised" else [])
         self.iteration = 0
+        self.saved_iteration: int | None = None
+        """Iteration of the last checkpoint written or loaded (None: none yet)."""
         self.show_bar = show_bar
 
     # ------------------------------------------------------------------------------------------------------------
@@ -74,7 +86,7 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=self.amp):
             loss, logs = self.learner(batch, it, g)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"iteration {it}: loss is {float(loss)}; lower --lr or check the data")
+            raise FloatingPointError(non_finite_message(it + 1, float(loss), logs, self.saved_iteration))
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -90,8 +102,15 @@ class Trainer:
                 "versions": checkpoint.versions()}
 
     def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/last.pt`` atomically; weights that are no longer finite never replace a good one."""
         path = self.out / "checkpoints" / "last.pt"
+        bad = [n for n, p in self.learner.student.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise FloatingPointError(f"iteration {self.iteration}: weights went non-finite ({bad[0]}"
+                                     f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); {path} not "
+                                     "replaced; lower --lr or check the data")
         checkpoint.atomic_save(self.state(), path)
+        self.saved_iteration = self.iteration
         return path
 
     def load_checkpoint(self, path: Path) -> None:
@@ -101,7 +120,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
-        self.iteration = int(state["iteration"])
+        self.iteration = self.saved_iteration = int(state["iteration"])
 
     def validate(self, cases: list[Case]) -> dict[str, float]:
         """Mean Dice per foreground class over ``cases`` (student, sliding window on the whole volume)."""
@@ -126,7 +145,10 @@ class Trainer:
         try:
             return self._loop(events)
         except Exception as e:
-            events.emit("error", message=f"{type(e).__name__}: {e}".splitlines()[0])
+            try:
+                events.emit("error", message=f"{type(e).__name__}: {e}".splitlines()[0])
+            except OSError:
+                pass  # the events file is what failed (e.g. disk full): the original error is what matters
             raise
         finally:
             events.close()
@@ -191,19 +213,46 @@ class Trainer:
         return meta
 
 
+def _user_files(out: Path) -> list[Path]:
+    """Entries of a run folder other than a launcher's ``train.log`` and the lock file."""
+    return [p for p in out.iterdir() if p.name not in ("train.log", LOCK_NAME)] if out.is_dir() else []
+
+
 def train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Path:
-    """Build a :class:`Trainer` and run it; refuses a non-empty run folder unless resuming."""
+    """Build a :class:`Trainer` and run it while holding the run folder's lock.
+
+    A new run needs a new or empty folder; ``resume`` continues the run in ``cfg.out``, wherever that folder now is
+    (a moved or copied run writes into ``cfg.out``, never into the folder recorded in its ``config.json``). A
+    second writer on the same folder is refused with :class:`~actionpp.runlock.RunLockedError`.
+    """
     out = Path(cfg.out)
     if not cfg.out:
         raise ConfigError("--out: expected a run folder, got nothing")
-    if resume:
-        saved = out / "config.json"
-        if not saved.is_file():
-            raise ConfigError(f"--resume: {saved} not found; expected a run folder made by 'actionpp train'")
-        keep = Config.load(saved).to_dict()
-        keep.update(device=cfg.device, workers=cfg.workers)  # where to run may change; what to learn may not
-        cfg = Config.from_dict(keep)
-    elif out.exists() and any(p.name != "train.log" for p in out.iterdir()):  # a launcher may open its log first
-        raise ConfigError(f"--out {out}: folder exists and is not empty; expected a new run folder "
-                          "(pass --resume to continue it)")
-    return Trainer(cfg, show_bar=show_bar).run(resume=resume)
+    saved = out / "config.json"
+    if resume and not saved.is_file():
+        raise ConfigError(f"--resume: {saved} not found; expected a run folder made by 'actionpp train'")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: expected a folder, found a file")
+    not_empty = ConfigError(f"--out {out}: folder exists and is not empty; expected a new run folder "
+                            "(pass --resume to continue it)")
+    if not resume and _user_files(out) and holder(out) is None:
+        raise not_empty  # refused before the lock file is added to a folder that is not ours
+    created = not out.exists()
+    lock = RunLock(out).acquire()
+    try:
+        if resume:
+            keep = Config.load(saved).to_dict()
+            # where to run may change; what to learn may not; the run is where --out points now
+            keep.update(device=cfg.device, workers=cfg.workers, out=str(out))
+            cfg = Config.from_dict(keep)
+        elif _user_files(out):  # checked again under the lock: a racing writer may have started first
+            raise not_empty
+        return Trainer(cfg, show_bar=show_bar).run(resume=resume)
+    except BaseException:
+        lock.release()
+        if created and out.is_dir() and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink()  # the folder is ours and holds nothing: leave no trace
+            out.rmdir()
+        raise
+    finally:
+        lock.release()

@@ -390,6 +390,33 @@ def read_image(path: str | os.PathLike, kind: str = "image") -> tuple[np.ndarray
 # ----------------------------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------------------------
+def check_writable_folder(folder: str | os.PathLike, flag: str = "--out") -> Path:
+    """Make sure ``folder`` exists (created if needed) and a file can be written in it, before any work is done.
+
+    A probe file is created and removed (permission bits alone do not tell: root ignores them, and a read-only or
+    immutable mount refuses writes whatever the bits say).
+
+    Raises:
+        DataError: naming ``flag`` and the folder: a path under a regular file, a folder that cannot be created, or
+            one that refuses new files.
+    """
+    folder = Path(folder)
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{flag} {folder}: expected a writable folder, found {parent} is a file")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".actionpp-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataError(f"{flag} {folder}: expected a writable folder, found an error "
+                        f"({e.strerror or one_line(e, 150)})") from None
+    return folder
+
+
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write a ``(Z, Y, X)`` volume on ``geometry`` to ``path``, atomically.
 
