@@ -39,13 +39,21 @@ def split_validation(cfg: Config, ds: Dataset) -> tuple[list[Case], list[Case]]:
     return (ds.labeled[:len(ds.labeled) - n_val], ds.labeled[len(ds.labeled) - n_val:]) if n_val else (ds.labeled, [])
 
 
-def non_finite_message(iteration: int, loss: float, terms: dict[str, Any], saved: int | None) -> str:
-    """One line naming the iteration and the loss terms that are NaN or infinite, and the checkpoint that is kept."""
-    bad = [f"{k}={float(v)}" for k, v in terms.items() if not math.isfinite(float(v))]
-    what = ", ".join(bad) if bad else f"total={loss}"
+def _all_finite(tensors) -> bool:
+    """True if every element of every tensor is finite (one device synchronisation in all)."""
+    flags = [torch.isfinite(t).all() for t in tensors]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def non_finite_message(iteration: int, loss: float, terms: dict[str, Any], saved: int | None,
+                       what: str = "") -> str:
+    """One line naming the iteration and what went NaN or infinite (the loss terms, by default), and the
+    checkpoint that is kept."""
+    if not what:
+        bad = [f"{k}={float(v)}" for k, v in terms.items() if not math.isfinite(float(v))]
+        what = f"loss went non-finite ({', '.join(bad) if bad else f'total={loss}'})"
     kept = f"checkpoints/last.pt (iteration {saved}) is intact" if saved is not None else "no checkpoint yet"
-    return (f"iteration {iteration}: loss went non-finite ({what}); training stopped, {kept}; "
-            "lower --lr or check the data")
+    return f"iteration {iteration}: {what}; training stopped, {kept}; lower --lr or check the data"
 
 
 class Trainer:
@@ -82,15 +90,22 @@ class Trainer:
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        bad = [k for k, v in batch.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise FloatingPointError(non_finite_message(it + 1, float("nan"), {}, self.saved_iteration,
+                                                        what=f"the batch holds NaN/inf in {', '.join(bad)}"))
         self.learner.train()
         with torch.autocast(self.device.type, enabled=self.amp):
             loss, logs = self.learner(batch, it, g)
         if not torch.isfinite(loss):
-            raise FloatingPointError(non_finite_message(it + 1, float(loss), logs, self.saved_iteration))
+            raise FloatingPointError(non_finite_message(it + 1, float(loss.detach()), logs, self.saved_iteration))
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        if not _all_finite(self.learner.student.parameters()):  # one device sync per step
+            raise FloatingPointError(non_finite_message(it + 1, float(loss.detach()), {}, self.saved_iteration,
+                                                        what="the weights went non-finite in the update"))
         self.learner.update_teacher()
         out = {"loss": float(loss.detach()), **{k: float(v) for k, v in logs.items()}, "lr": lr}
         return out
@@ -104,11 +119,9 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write ``checkpoints/last.pt`` atomically; weights that are no longer finite never replace a good one."""
         path = self.out / "checkpoints" / "last.pt"
-        bad = [n for n, p in self.learner.student.named_parameters() if not bool(torch.isfinite(p).all())]
-        if bad:
-            raise FloatingPointError(f"iteration {self.iteration}: weights went non-finite ({bad[0]}"
-                                     f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}); {path} not "
-                                     "replaced; lower --lr or check the data")
+        if not _all_finite(self.learner.student.parameters()):
+            raise FloatingPointError(f"iteration {self.iteration}: the weights are non-finite; {path} not replaced; "
+                                     "lower --lr or check the data")
         checkpoint.atomic_save(self.state(), path)
         self.saved_iteration = self.iteration
         return path
