@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,38 @@ class Config:
     """Free-form metadata (e.g. who launched the run); never read by the engine."""
 
     def __post_init__(self) -> None:
+        self._check_types()
         self.channels = tuple(int(c) for c in self.channels)
         self.patch = tuple(int(p) for p in self.patch)
         if not self.patch:
             self.patch = (128, 128) if self.dims == 2 else (16, 96, 96)
         self.validate()
+
+    def _check_types(self) -> None:
+        """Raise :class:`ConfigError` naming the first field whose value is not of its default's kind.
+
+        Booleans are not numbers here, integers are accepted for float fields, and float fields must be finite.
+        """
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if isinstance(default, bool):
+                ok, kind = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            elif isinstance(default, float):
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                kind = "a finite number"
+            elif isinstance(default, str):
+                ok, kind = isinstance(value, str), "a string"
+            elif isinstance(default, tuple):
+                ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                              for v in value)
+                kind = "a list of integers"
+            else:
+                ok, kind = isinstance(value, dict), "a mapping"
+            if not ok:
+                raise ConfigError(f"--{_flag(f.name)}: expected {kind}, got {value!r}")
 
     # ------------------------------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -230,6 +258,9 @@ class Config:
             raise ConfigError(f"{path}: cannot parse ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{path}: expected setting names as keys, found {bad[0]!r}")
         return cls.from_dict({k.replace("-", "_"): v for k, v in data.items()}, source=str(path))
 
     def save(self, path: str | Path) -> None:
