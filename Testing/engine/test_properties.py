@@ -210,3 +210,9 @@ def test_nii_gz_is_read_even_with_a_nii_beside_it(tmp_path):
     write_image(np.full((1, 1, 2), 7, np.float32), geometry, tmp_path / "x.nii.gz")
     assert read_image(tmp_path / "x.nii.gz")[0].ravel().tolist() == [7, 7]
     assert read_image(tmp_path / "x.nii")[0].ravel().tolist() == [5, 5]
+
+
+def test_numpy_numbers_become_plain_python_numbers():
+    cfg = Config(iterations=np.int64(5), patch=(np.int32(32), np.int64(32)), lr=np.float32(0.5))
+    assert type(cfg.iterations) is int and type(cfg.lr) is float and all(type(p) is int for p in cfg.patch)
+    json.dumps(cfg.to_dict())  # what the run folder's config.json needs

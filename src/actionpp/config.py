@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from numbers import Integral, Real
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -158,20 +159,24 @@ class Config:
             if isinstance(default, bool):
                 ok, kind = isinstance(value, bool), "true or false"
             elif isinstance(default, int):
-                ok, kind = isinstance(value, int) and not isinstance(value, bool), "an integer"
+                ok, kind = isinstance(value, Integral) and not isinstance(value, bool), "an integer"
             elif isinstance(default, float):
-                ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
                 kind = "a finite number"
             elif isinstance(default, str):
                 ok, kind = isinstance(value, str), "a string"
             elif isinstance(default, tuple):
-                ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
+                ok = isinstance(value, (list, tuple)) and all(isinstance(v, Integral) and not isinstance(v, bool)
                                                               for v in value)
                 kind = "a list of integers"
             else:
                 ok, kind = isinstance(value, dict), "a mapping"
             if not ok:
                 raise ConfigError(f"--{_flag(f.name)}: expected {kind}, got {value!r}")
+            if isinstance(default, int) and not isinstance(default, bool) and type(value) is not int:
+                setattr(self, f.name, int(value))  # numpy integers -> int (JSON-serialisable)
+            elif isinstance(default, float) and type(value) not in (int, float):
+                setattr(self, f.name, float(value))
 
     # ------------------------------------------------------------------------------------------------------------
     def validate(self) -> None:
