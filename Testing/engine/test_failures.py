@@ -194,3 +194,25 @@ def test_non_finite_loss_terms_are_named_and_resume_works(data, tmp_path, monkey
                      *TINY]) == 1
     err = _check_stopped_at_3_and_resumes(run, capsys)
     assert "anco=inf" in err and "ascl=nan" in err and "sup=" not in err
+
+
+class _Payload:
+    """Pickles as a call of ``os.mkdir``: what a hostile checkpoint could run on load."""
+
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.target),)
+
+
+def test_checkpoint_holding_code_is_refused_and_the_code_never_runs(tmp_path, capsys):
+    marker = tmp_path / "code ran"
+    torch.save({"iteration": 1, "learner": _Payload(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(checkpoint.CheckpointError, match="evil.pt: not a readable ActionPP checkpoint"):
+        checkpoint.load(tmp_path / "evil.pt")
+    from actionpp.data.io import Geometry, write_image
+
+    image = write_image(np.zeros((1, 8, 8), np.float32), Geometry.from_shape((1, 8, 8)), tmp_path / "in" / "a.nrrd")
+    assert main(["predict", str(tmp_path / "evil.pt"), str(image), "--out", str(tmp_path / "a.nrrd")]) == 1
+    assert "evil.pt" in _one_error_line(capsys) and not marker.exists()
