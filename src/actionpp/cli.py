@@ -31,6 +31,7 @@ HELP = {
     "val_every": "validate every N iterations (0: only at the end)",
     "val_fraction": "fraction of labeled cases held out for validation",
     "amp": "mixed precision on CUDA",
+    "memory_check": "estimate peak memory first and stop, proposing a setting that fits, when it would not fit",
     "lr": "initial learning rate (SGD, poly decay)",
     "momentum": "SGD momentum",
     "weight_decay": "SGD weight decay",
@@ -121,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     pr.add_argument("--largest-component", action="store_true", help="keep the largest connected component per class")
     pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pr.add_argument("--no-memory-check", dest="memory_check", action="store_false",
+                    help="do not estimate peak memory before predicting")
 
     ev = sub.add_parser("evaluate", help="Dice, Jaccard, HD95, ASD (mm) of predictions against ground truth")
     ev.add_argument("pred", help="predicted label file or folder")
@@ -149,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(a: argparse.Namespace) -> None:
     from actionpp.trainer import train
 
-    given = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(Config)}}
+    given = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(Config)} - _SKIP}
     base = Config.load(a.config).to_dict() if a.config else {}
     base.update(given)
     if a.data:
@@ -163,7 +166,7 @@ def _train(a: argparse.Namespace) -> None:
 def _predict(a: argparse.Namespace) -> None:
     from actionpp.inference import predict_paths
 
-    written = predict_paths(a.model, a.input, a.out, a.device, a.largest_component, a.overwrite)
+    written = predict_paths(a.model, a.input, a.out, a.device, a.largest_component, a.overwrite, a.memory_check)
     print(f"wrote {len(written)} prediction(s) to {a.out}")
 
 

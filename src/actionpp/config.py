@@ -59,6 +59,8 @@ class Config:
     """Fraction of labeled cases held out for validation (at least one labeled case always trains)."""
     amp: bool = False
     """Mixed precision (CUDA only; ignored on CPU)."""
+    memory_check: bool = True
+    """Estimate peak memory before training and stop, proposing a smaller patch or batch, when it would not fit."""
 
     # --- optimisation (official fine-tuning: SGD 0.01, momentum 0.9, Nesterov, wd 1e-4, poly 0.9) --------------
     lr: float = 0.01

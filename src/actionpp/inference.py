@@ -19,9 +19,9 @@ import torch
 from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
-from actionpp import checkpoint
+from actionpp import checkpoint, memory
 from actionpp.config import Config
-from actionpp.data.io import DataError, check_writable_folder, read_image, write_image
+from actionpp.data.io import DataError, check_writable_folder, image_size, read_image, write_image
 from actionpp.data.layout import case_name, find_images
 from actionpp.data.loaders import normalize
 from actionpp.nets import Model
@@ -56,26 +56,55 @@ class Predictor:
         return cls(model.to(device).eval(), cfg, labels, device)
 
     @torch.no_grad()
-    def predict_array(self, image: np.ndarray, largest_component: bool = False) -> np.ndarray:
-        """Label map (z, y, x) of one volume (z, y, x), same shape."""
+    def predict_array(self, image: np.ndarray, largest_component: bool = False,
+                      scores_device: torch.device | str | None = None) -> np.ndarray:
+        """Label map (z, y, x) of one volume (z, y, x), same shape.
+
+        The blended window outputs are logits; their argmax is the label (softmax would not change it, and skipping
+        it saves a copy of the scores). ``scores_device`` keeps the 3D blended scores elsewhere than the compute
+        device (e.g. the CPU when the GPU cannot hold them; see :func:`plan_prediction`).
+        """
         x = torch.from_numpy(normalize(image)).to(self.device)
         net = lambda t: self.model(t)[0]  # noqa: E731 - sliding_window_inference wants a callable on tensors
         roi = tuple(self.cfg.patch)
-        if self.cfg.dims == 2:  # each slice is a batch item; windows tile the slice in-plane
-            probs = torch.cat([
+        if self.cfg.dims == 2:  # each slice is a batch item; windows tile the slice in-plane; 16 slices at a time
+            label = torch.cat([
                 sliding_window_inference(x[z:z + 16, None], roi, 16, net, overlap=self.cfg.overlap, mode="gaussian")
-                .softmax(1) for z in range(0, x.shape[0], 16)])  # Z, C, Y, X
-            label = probs.argmax(1)
+                .argmax(1) for z in range(0, x.shape[0], 16)])  # Z, Y, X
         else:
-            probs = sliding_window_inference(x[None, None], roi, 1, net, overlap=self.cfg.overlap, mode="gaussian")
-            label = probs.softmax(1).argmax(1)[0]
+            scores = sliding_window_inference(x[None, None], roi, 1, net, overlap=self.cfg.overlap, mode="gaussian",
+                                              sw_device=self.device, device=scores_device or self.device)
+            del x
+            label = scores.argmax(1)[0]
         out = label.cpu().numpy().astype(np.uint8 if max(self.labels.values()) < 256 else np.int16)
         return keep_largest_component(out, [v for v in self.labels.values() if v]) if largest_component else out
 
-    def predict_file(self, src: Path, dst: Path, largest_component: bool = False) -> Path:
+    def predict_file(self, src: Path, dst: Path, largest_component: bool = False,
+                     scores_device: torch.device | str | None = None) -> Path:
         image, geometry = read_image(src)
-        write_image(self.predict_array(image, largest_component), geometry, dst)
+        write_image(self.predict_array(image, largest_component, scores_device), geometry, dst)
         return dst
+
+    def plan(self, src: Path, available: int | None = None, host_available: int | None = None) -> torch.device:
+        """Where the blended scores of ``src`` go (the compute device, or the CPU when only that fits), from the
+        image's header; raises :class:`~actionpp.memory.MemoryPlanError` naming the file when neither fits."""
+        size = image_size(src)
+        shape = (size[2], size[1], size[0])
+        num_classes = len(self.labels)
+        need = memory.prediction_bytes(shape, num_classes, self.cfg)
+        available = memory.available_bytes(self.device) if available is None else available
+        if available is None or need <= available:
+            return self.device
+        if self.device.type != "cpu" and self.cfg.dims == 3:
+            host = memory.available_bytes("cpu") if host_available is None else host_available
+            on_device = memory.prediction_bytes(shape, num_classes, self.cfg, scores_on_device=False)
+            if on_device <= available and (host is None or memory.prediction_host_bytes(shape, num_classes,
+                                                                                        self.cfg) <= host):
+                return torch.device("cpu")
+        raise memory.MemoryPlanError(
+            f"{src}: expected predicting its {' x '.join(map(str, shape))} voxels ({num_classes} classes) to fit the "
+            f"{memory.format_size(available)} free on {self.device}, found an estimated peak of "
+            f"{memory.format_size(need)}; free memory, use a machine with more, or crop the volume")
 
 
 def keep_largest_component(label: np.ndarray, values: list[int]) -> np.ndarray:
@@ -101,7 +130,7 @@ def save_model(path: Path, model: Model, cfg: Config, labels: dict[str, int], in
 
 
 def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: str = "cpu",
-                  largest_component: bool = False, overwrite: bool = False) -> list[Path]:
+                  largest_component: bool = False, overwrite: bool = False, memory_check: bool = True) -> list[Path]:
     """Predict a file (``out`` is a file) or a folder (``out`` is a folder, one ``<case><ext>`` per input).
 
     Existing outputs are refused unless ``overwrite``: nothing the user owns is replaced silently.
@@ -122,4 +151,6 @@ def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: s
             raise DataError(f"{t}: output exists; expected a new path (pass --overwrite to replace it)")
     check_writable_folder(targets[0].parent)  # before the model is loaded or anything is computed
     predictor = Predictor.load(model, resolve_device(device))
-    return [predictor.predict_file(s, t, largest_component) for s, t in zip(images, targets)]
+    # every volume is known to fit before the first is computed
+    where = [predictor.plan(s) if memory_check else None for s in images]
+    return [predictor.predict_file(s, t, largest_component, w) for s, t, w in zip(images, targets, where)]

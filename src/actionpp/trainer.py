@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from actionpp import checkpoint
+from actionpp import checkpoint, memory
 from actionpp.config import Config, ConfigError
 from actionpp.data.layout import Case, Dataset, load_dataset
 from actionpp.data.loaders import IterationBatches, batch_loader
@@ -65,6 +65,8 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         self.ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.labeled_cases)
         self.train_cases, self.val_cases = split_validation(cfg, self.ds)
+        if cfg.memory_check:  # before the networks exist: stop early, proposing a patch/batch that fits
+            memory.plan_training(cfg, 1, self.ds.num_classes, device=self.device)
         unlabeled = self.ds.unlabeled or self.train_cases  # no unlabeled data: the labeled images double as such
         per_epoch = sum(c.image.shape[0] if cfg.dims == 2 else 1 for c in unlabeled) / max(cfg.batch_unlabeled, 1)
         torch.manual_seed(cfg.seed)

@@ -363,6 +363,18 @@ def _itk_read(path: Path) -> sitk.Image:
     return sitk.ReadImage(str(path))
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, ...]:
+    """ITK ``(x, y, z)`` size of an image from its header only (no voxels read); DataError naming the file."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        raise DataError(f"{path}: expected a readable image file, found an error ({_itk_reason(e)})") from None
+    size = tuple(int(v) for v in reader.GetSize())
+    return (*size, 1)[:3] if len(size) == 2 else size[:3]
+
+
 def read_image(path: str | os.PathLike, kind: str = "image") -> tuple[np.ndarray, Geometry]:
     """Read a 3D scalar image with SimpleITK.
 
