@@ -14,6 +14,7 @@ volume, before computing it.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -71,8 +72,19 @@ def available_bytes(device: torch.device | str) -> int | None:
     return max(0, min(limits)) if limits else None
 
 
+_COUNTS: dict[str, tuple[int, int]] = {}
+"""Counts by (network settings, channels, classes, batch): a folder of volumes is planned with one count."""
+
+
 def activation_elements(cfg: Config, in_channels: int, num_classes: int, batch: int) -> tuple[int, int]:
     """``(activation elements, parameters)`` of one forward pass of the network on ``batch`` patches (meta device)."""
+    key = json.dumps([cfg.to_dict(), in_channels, num_classes, batch], sort_keys=True, default=str)
+    if key not in _COUNTS:
+        _COUNTS[key] = _count(cfg, in_channels, num_classes, batch)
+    return _COUNTS[key]
+
+
+def _count(cfg: Config, in_channels: int, num_classes: int, batch: int) -> tuple[int, int]:
     from actionpp.nets import Model
 
     with torch.device("meta"):
