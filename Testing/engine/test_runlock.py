@@ -82,3 +82,10 @@ def test_second_train_and_resume_on_a_folder_in_use_are_refused(tmp_path):
     starts = [e for e in read_events(run / "events.jsonl") if e["event"] == "start"]
     assert len(starts) == 1  # the refused processes wrote nothing
     assert holder(run) is None  # the killed writer's lock went with it
+
+
+def test_runlock_imports_without_torch():
+    """The Slicer logic imports it in Slicer's own Python, where torch must not be loaded."""
+    probe = "import sys; sys.modules['torch'] = None; sys.modules['numpy'] = None; import actionpp.runlock; print('ok')"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_env())
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
