@@ -92,8 +92,9 @@ class Trainer:
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        bad = [k for k, v in batch.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-        if bad:
+        floats = {k: v for k, v in batch.items() if v.is_floating_point()}
+        if not _all_finite(floats.values()):  # one device sync; which tensor only when one is bad
+            bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
             raise FloatingPointError(non_finite_message(it + 1, float("nan"), {}, self.saved_iteration,
                                                         what=f"the batch holds NaN/inf in {', '.join(bad)}"))
         self.learner.train()
@@ -258,7 +259,7 @@ def train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Pa
         if resume:
             keep = Config.load(saved).to_dict()
             # where to run may change; what to learn may not; the run is where --out points now
-            keep.update(device=cfg.device, workers=cfg.workers, out=str(out))
+            keep.update(device=cfg.device, workers=cfg.workers, memory_check=cfg.memory_check, out=str(out))
             cfg = Config.from_dict(keep)
         elif _user_files(out):  # checked again under the lock: a racing writer may have started first
             raise not_empty
