@@ -216,3 +216,23 @@ def test_checkpoint_holding_code_is_refused_and_the_code_never_runs(tmp_path, ca
     image = write_image(np.zeros((1, 8, 8), np.float32), Geometry.from_shape((1, 8, 8)), tmp_path / "in" / "a.nrrd")
     assert main(["predict", str(tmp_path / "evil.pt"), str(image), "--out", str(tmp_path / "a.nrrd")]) == 1
     assert "evil.pt" in _one_error_line(capsys) and not marker.exists()
+
+
+def test_config_json_is_replaced_atomically(tmp_path, monkeypatch):
+    from actionpp.config import Config
+
+    path = tmp_path / "config.json"
+    Config(iterations=7).save(path)
+    real_write = os.fdopen
+
+    def failing_fdopen(fd, *a, **kw):
+        fh = real_write(fd, *a, **kw)
+        fh.write = lambda text: (_ for _ in ()).throw(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+        return fh
+
+    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+    with pytest.raises(OSError) as e:
+        Config(iterations=9).save(path)
+    assert e.value.filename == str(path) and e.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert Config.load(path).iterations == 7 and [p.name for p in tmp_path.iterdir()] == ["config.json"]

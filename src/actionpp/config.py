@@ -271,7 +271,30 @@ class Config:
         return cls.from_dict({k.replace("-", "_"): v for k, v in data.items()}, source=str(path))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the settings as JSON, atomically (a failed write leaves the previous file as it was)."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    Raises:
+        OSError: with ``filename`` set to ``path`` (the CLI prints it in one line); ``path`` is then unchanged.
+    """
+    import os
+    import tempfile
+
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
 
 
 def _flag(name: str) -> str:

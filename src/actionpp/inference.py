@@ -20,7 +20,7 @@ from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
 from actionpp import checkpoint, memory
-from actionpp.config import Config
+from actionpp.config import Config, write_text_atomic
 from actionpp.data.io import DataError, check_writable_folder, image_size, read_image, write_image
 from actionpp.data.layout import case_name, find_images
 from actionpp.data.loaders import normalize
@@ -126,7 +126,7 @@ def save_model(path: Path, model: Model, cfg: Config, labels: dict[str, int], in
             "spacing": [float(s) for s in spacing], "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "versions": checkpoint.versions(), **meta}
     checkpoint.atomic_save({**info, "state_dict": model.state_dict()}, path)
-    path.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text_atomic(path.with_suffix(".json"), json.dumps(info, indent=2) + "\n")
 
 
 def predict_paths(model: str | Path, src: str | Path, out: str | Path, device: str = "cpu",
