@@ -103,7 +103,7 @@ class RunLock:
             return self
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fh = open(self.path, "a+", encoding="ascii")  # never truncates: the holder's PID stays readable
+            fh = open(self.path, "a+b")  # never truncates: the holder's PID stays readable; binary: plain offsets
         except OSError as e:
             raise RunFolderError(f"{self.folder}: expected a writable run folder, found an error "
                                  f"({e.strerror or type(e).__name__})") from None
@@ -116,7 +116,7 @@ class RunLock:
             time.sleep(0.05)
         fh.seek(0)
         fh.truncate()
-        fh.write(f"{os.getpid()}\n")
+        fh.write(f"{os.getpid()}\n".encode("ascii"))
         fh.flush()
         self._fh = fh
         return self
@@ -151,7 +151,7 @@ def holder(folder: str | os.PathLike) -> str | None:
     if not path.is_file():
         return None
     try:
-        fh = open(path, "a+", encoding="ascii")
+        fh = open(path, "a+b")
     except OSError:
         return None
     try:
