@@ -24,7 +24,7 @@ from pathlib import Path
 import slicer
 from vtk.util.numpy_support import vtk_to_numpy
 
-from . import mrml
+from . import gridcheck, mrml
 
 ERROR = "error"
 WARNING = "warning"
@@ -137,24 +137,23 @@ def segmentVoxelCount(segmentationNode, segmentId: str) -> int | None:
     return int(counts[value]) if 0 <= value < len(counts) else 0
 
 
-def _isLinearlyTransformed(node) -> bool:
-    transform = node.GetParentTransformNode()
-    while transform is not None:
-        if not transform.IsLinear():
-            return False
-        transform = transform.GetParentTransformNode()
-    return True
-
-
 def _volumeProblem(volume) -> str:
     """Why ``volume`` cannot be used at all ("" when it can)."""
     name = volume.GetName()
+    kind = gridcheck.nonScalarKind(volume)
+    if kind:
+        return f"Volume '{name}' is a {kind[len('vtkMRML'):-len('Node')]} (several values per voxel); expected a " \
+               "scalar volume (extract one component or one frame first)."
     image = volume.GetImageData()
     if image is None or image.GetNumberOfPoints() == 0:
         return f"Volume '{name}' has no image data."
     if image.GetNumberOfScalarComponents() != 1:
         return (f"Volume '{name}' has {image.GetNumberOfScalarComponents()} components per voxel (colour or vector "
                 "image); expected a scalar image.")
+    transform = gridcheck.nonLinearTransform(volume)
+    if transform is not None:
+        return (f"Volume '{name}' is under the non-linear transform '{transform.GetName()}': its voxels cannot be "
+                "exported on a grid; harden the transform first (Data module: right-click > Harden transform).")
     return ""
 
 
@@ -181,13 +180,19 @@ def _segmentationProblems(volume, segmentation, problems: list[Problem]) -> dict
                   "outside the segments. Rename or delete it.")
             ok = False
         keys.setdefault(k, name)
-    if not _isLinearlyTransformed(volume) or not _isLinearlyTransformed(segmentation):
-        error(f"'{sname}' or '{vname}' is under a non-linear transform: its geometry cannot be mapped; harden the "
-              "transform first.")
+    transform = gridcheck.nonLinearTransform(segmentation)
+    if transform is not None:
+        error(f"Segmentation '{sname}' is under the non-linear transform '{transform.GetName()}': its geometry cannot "
+              "be mapped onto the volume; harden the transform first.")
         return None
     counts = {segmentId: segmentVoxelCount(segmentation, segmentId) for segmentId, _ in names}
     if all(c == 0 for c in counts.values()):
         error(f"Segmentation '{sname}' of '{vname}' is empty (no painted voxel).")
+        return None
+    mismatch = gridcheck.referenceGridMismatch(volume, segmentation)
+    if mismatch:
+        error(f"Segmentation '{sname}' was drawn on another grid than volume '{vname}': {mismatch}. Pick the "
+              "segmentation made on this volume (or set its geometry to this volume in the Segment Editor).")
         return None
     for segmentId, name in names:
         if counts[segmentId] == 0:
@@ -221,11 +226,12 @@ def _namesDisagree(reference: tuple[str, dict[str, str]], sname: str, vname: str
 def checkCuration(cases) -> CurationReport:
     """Check a selection of ``(volume, segmentation or None)`` and list every problem found.
 
-    Errors: nothing selected, a volume without image data or with several components, a volume listed twice, an
-    unreviewed model result used as labels, a segmentation with no segments / duplicate names / a segment called "background" / no painted voxel, one that does
-    not overlap its volume or sits under a non-linear transform, segment names that differ between labeled volumes,
-    no labeled volume. Warnings: empty segments, segments reaching outside their volume, no unlabeled volume, one
-    segmentation used for several volumes.
+    Errors: nothing selected, a volume without image data, a vector/tensor/4D volume or one with several components,
+    a volume under a non-linear transform, a volume listed twice, an unreviewed model result used as labels, a segmentation with no segments / duplicate names /
+    a segment called "background" / no painted voxel, one under a non-linear transform, one drawn on another grid
+    than its volume (:func:`gridcheck.referenceGridMismatch`) or not overlapping it, segment names that differ between
+    labeled volumes, no labeled volume. Warnings: empty segments, segments reaching outside their volume, a volume
+    under a linear transform (exported without it), no unlabeled volume, one segmentation used for several volumes.
     """
     cases = list(cases)
     report = CurationReport(cases=cases)
@@ -250,6 +256,9 @@ def checkCuration(cases) -> CurationReport:
         if message:
             problems.append(Problem(ERROR, message, vname))
             continue
+        if volume.GetParentTransformNode() is not None:
+            problems.append(Problem(WARNING, f"Volume '{vname}' is under a linear transform: it is exported on its own "
+                                             "voxel grid, without the transform.", vname))
         if segmentation is None:
             report.unlabeled += 1
             continue

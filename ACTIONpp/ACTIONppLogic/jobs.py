@@ -336,6 +336,7 @@ class TrainingJob(Job):
         return self.state in (CANCELLED, FAILED) and self.checkpointPath.is_file()
 
     def start(self) -> "TrainingJob":
+        checkRunFolderFree(self.runDir)
         super().start()
         return self
 
@@ -372,6 +373,28 @@ class TrainingJob(Job):
     @property
     def modelPath(self) -> Path:
         return self.runDir / "model.pt"
+
+
+def runFolderHolder(runDir) -> str | None:
+    """PID (text) of the engine process writing ``runDir``, or None if no process holds its lock.
+
+    Uses the engine's torch-free ``actionpp.runlock`` (the OS lock the engine holds for the whole run); without an
+    importable engine it answers None, and the engine itself still refuses a second writer.
+    """
+    engine.ensureEngineOnPath()
+    try:
+        from actionpp.runlock import holder
+    except ImportError:
+        return None
+    return holder(runDir)
+
+
+def checkRunFolderFree(runDir) -> None:
+    """Raise :class:`JobBusyError` naming the process if another engine process is writing ``runDir``."""
+    pid = runFolderHolder(runDir)
+    if pid is not None:
+        raise JobBusyError(f"{runDir}: run folder is in use by process {pid} (another training writes there); "
+                           "wait for it or stop it first")
 
 
 def _deviceIn(args: list[str]) -> str:

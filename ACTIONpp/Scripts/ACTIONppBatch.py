@@ -164,6 +164,10 @@ def train(args, engineArgs, python, baseEnv):
     data, out = Path(args.data), Path(args.out)
     if not data.is_dir():
         raise BatchError(f"--data {data}: expected a dataset folder or a folder of volumes, found nothing")
+    try:
+        jobs.checkRunFolderFree(out)
+    except jobs.JobBusyError as exc:
+        raise BatchError(f"--out {exc}") from exc
     if out.exists() and any(out.iterdir()):
         raise BatchError(f"--out {out}: expected a new or empty run folder, found files in it")
     context = None

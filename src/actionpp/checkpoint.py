@@ -24,6 +24,10 @@ class CheckpointError(ValueError):
     """A checkpoint or model file is missing, unreadable or of the wrong kind."""
 
 
+class WriteError(ValueError):
+    """A checkpoint or model file could not be written (disk full, permissions, file too large); names the file."""
+
+
 def versions() -> dict[str, str]:
     import monai
 
@@ -34,15 +38,30 @@ def versions() -> dict[str, str]:
 def atomic_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename over it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise WriteError(f"{path}: could not write ({_reason(e)})") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a failed write as RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"{path}: could not write ({_reason(e)}); the previous file, if any, is unchanged") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _reason(e: BaseException) -> str:
+    """One-line cause of a failed write: the OS's words (``No space left on device``) where there are some."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return " ".join(f"{type(e).__name__}: {e}".split())[:200]
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -34,6 +34,7 @@ HELP = {
     "val_fraction": "fraction of labeled cases held out for validation",
     "amp": "alias of --precision fp16 on CUDA (ignored on CPU)",
     "precision": "training precision: fp32, bf16 or fp16 autocast (CPU and GPU; fp16 uses a gradient scaler)",
+    "memory_check": "estimate peak memory first and stop, proposing a setting that fits, when it would not fit",
     "lr": "initial learning rate (SGD, poly decay)",
     "momentum": "SGD momentum",
     "weight_decay": "SGD weight decay",
@@ -124,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     pr.add_argument("--largest-component", action="store_true", help="keep the largest connected component per class")
     pr.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    pr.add_argument("--no-memory-check", dest="memory_check", action="store_false",
+                    help="do not estimate peak memory before predicting")
     pr.add_argument("--uncertainty", action="store_true",
                     help="also write <name>_uncertainty<ext>: float32 entropy / log C in [0, 1] on the same grid")
     rk = sub.add_parser("rank", help="rank images by how unsure a model is about them (label the first next)")
@@ -160,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _train(a: argparse.Namespace) -> None:
     from actionpp.trainer import train
 
-    given = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(Config)}}
+    given = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(Config)} - _SKIP}
     base = Config.load(a.config).to_dict() if a.config else {}
     base.update(given)
     if a.data:
@@ -174,7 +177,8 @@ def _train(a: argparse.Namespace) -> None:
 def _predict(a: argparse.Namespace) -> None:
     from actionpp.inference import predict_paths
 
-    written = predict_paths(a.model, a.input, a.out, a.device, a.largest_component, a.overwrite, a.uncertainty)
+    written = predict_paths(a.model, a.input, a.out, a.device, a.largest_component, a.overwrite, a.memory_check,
+                            uncertainty=a.uncertainty)
     print(f"wrote {len(written)} prediction(s) to {a.out}")
 
 
@@ -227,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:
         print(f"actionpp: error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a write or read the OS refused (disk full, permissions, file too large)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"actionpp: error: {where}{e.strerror or type(e).__name__}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("actionpp: interrupted", file=sys.stderr)

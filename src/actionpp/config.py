@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from numbers import Integral, Real
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,8 @@ class Config:
     contrastive logits and log-sum-exps are always computed in float32."""
     amp: bool = False
     """Old switch, kept as an alias: ``--amp`` means ``--precision fp16`` on CUDA and nothing on CPU."""
+    memory_check: bool = True
+    """Estimate peak memory before training and stop, proposing a smaller patch or batch, when it would not fit."""
 
     # --- optimisation (official fine-tuning: SGD 0.01, momentum 0.9, Nesterov, wd 1e-4, poly 0.9) --------------
     lr: float = 0.01
@@ -148,11 +152,42 @@ class Config:
     """Free-form metadata (e.g. who launched the run); never read by the engine."""
 
     def __post_init__(self) -> None:
+        self._check_types()
         self.channels = tuple(int(c) for c in self.channels)
         self.patch = tuple(int(p) for p in self.patch)
         if not self.patch:
             self.patch = (128, 128) if self.dims == 2 else (16, 96, 96)
         self.validate()
+
+    def _check_types(self) -> None:
+        """Raise :class:`ConfigError` naming the first field whose value is not of its default's kind.
+
+        Booleans are not numbers here, integers are accepted for float fields, and float fields must be finite.
+        """
+        for f in fields(self):
+            value = getattr(self, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            if isinstance(default, bool):
+                ok, kind = isinstance(value, bool), "true or false"
+            elif isinstance(default, int):
+                ok, kind = isinstance(value, Integral) and not isinstance(value, bool), "an integer"
+            elif isinstance(default, float):
+                ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+                kind = "a finite number"
+            elif isinstance(default, str):
+                ok, kind = isinstance(value, str), "a string"
+            elif isinstance(default, tuple):
+                ok = isinstance(value, (list, tuple)) and all(isinstance(v, Integral) and not isinstance(v, bool)
+                                                              for v in value)
+                kind = "a list of integers"
+            else:
+                ok, kind = isinstance(value, dict), "a mapping"
+            if not ok:
+                raise ConfigError(f"--{_flag(f.name)}: expected {kind}, got {value!r}")
+            if isinstance(default, int) and not isinstance(default, bool) and type(value) is not int:
+                setattr(self, f.name, int(value))  # numpy integers -> int (JSON-serialisable)
+            elif isinstance(default, float) and type(value) not in (int, float):
+                setattr(self, f.name, float(value))
 
     # ------------------------------------------------------------------------------------------------------------
     def validate(self) -> None:
@@ -240,10 +275,36 @@ class Config:
             raise ConfigError(f"{path}: cannot parse ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{path}: expected setting names as keys, found {bad[0]!r}")
         return cls.from_dict({k.replace("-", "_"): v for k, v in data.items()}, source=str(path))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        """Write the settings as JSON, atomically (a failed write leaves the previous file as it was)."""
+        write_text_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it over ``path``.
+
+    Raises:
+        OSError: with ``filename`` set to ``path`` (the CLI prints it in one line); ``path`` is then unchanged.
+    """
+    import os
+    import tempfile
+
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
 
 
 def _flag(name: str) -> str:

@@ -81,6 +81,15 @@ def barrier() -> None:
         dist.barrier()
 
 
+def broadcast_text(text: str) -> str:
+    """Rank 0's ``text`` on every rank (``text`` itself in one process)."""
+    if not active():
+        return text
+    box = [text]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def is_main() -> bool:
     """Rank 0, or the only process."""
     return not active() or dist.get_rank() == 0

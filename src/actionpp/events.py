@@ -41,8 +41,11 @@ class EventLog:
 
     def emit(self, event: str, **fields: Any) -> dict[str, Any]:
         record = {"event": event, "time": round(time.time(), 3), **_clean(fields)}
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        try:
+            self._fh.write(json.dumps(record) + "\n")
+            self._fh.flush()
+        except OSError as e:  # name the file: a bare "No space left on device" does not say where
+            raise OSError(e.errno, e.strerror or str(e), str(self.path)) from None
         self._update_bar(record)
         return record
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from actionpp import checkpoint, distributed
+from actionpp import checkpoint, distributed, memory
 from actionpp.config import Config, ConfigError
 from actionpp.data.layout import Case, Dataset, load_dataset
 from actionpp.data.loaders import IterationBatches, batch_loader
@@ -23,6 +23,7 @@ from actionpp.events import EventLog
 from actionpp.inference import Predictor, save_model
 from actionpp.methods import Learner, resolve_device
 from actionpp.metrics import case_metrics
+from actionpp.runlock import LOCK_NAME, RunLock, RunLockedError, holder
 from actionpp.schedules import poly_lr
 
 
@@ -40,6 +41,23 @@ def split_validation(cfg: Config, ds: Dataset) -> tuple[list[Case], list[Case]]:
     return (ds.labeled[:len(ds.labeled) - n_val], ds.labeled[len(ds.labeled) - n_val:]) if n_val else (ds.labeled, [])
 
 
+def _all_finite(tensors) -> bool:
+    """True if every element of every tensor is finite (one device synchronisation in all)."""
+    flags = [torch.isfinite(t).all() for t in tensors]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def non_finite_message(iteration: int, loss: float, terms: dict[str, Any], saved: int | None,
+                       what: str = "") -> str:
+    """One line naming the iteration and what went NaN or infinite (the loss terms, by default), and the
+    checkpoint that is kept."""
+    if not what:
+        bad = [f"{k}={float(v)}" for k, v in terms.items() if not math.isfinite(float(v))]
+        what = f"loss went non-finite ({', '.join(bad) if bad else f'total={loss}'})"
+    kept = f"checkpoints/last.pt (iteration {saved}) is intact" if saved is not None else "no checkpoint yet"
+    return f"iteration {iteration}: {what}; training stopped, {kept}; lower --lr or check the data"
+
+
 class Trainer:
     """Owns the learner, optimiser, data stream, events and checkpoints of one run folder."""
 
@@ -50,6 +68,8 @@ class Trainer:
         self.device = resolve_device(device)
         self.ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.labeled_cases)
         self.train_cases, self.val_cases = split_validation(cfg, self.ds)
+        if cfg.memory_check:  # before the networks exist: stop early, proposing a patch/batch that fits
+            memory.plan_training(cfg, 1, self.ds.num_classes, device=self.device)
         unlabeled = self.ds.unlabeled or self.train_cases  # no unlabeled data: the labeled images double as such
         per_epoch = sum(c.image.shape[0] if cfg.dims == 2 else 1 for c in unlabeled) / max(cfg.batch_unlabeled, 1)
         torch.manual_seed(cfg.seed)
@@ -67,6 +87,8 @@ class Trainer:
                 self.learner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True, broadcast_buffers=False)
         self.iteration = 0
+        self.saved_iteration: int | None = None
+        """Iteration of the last checkpoint written or loaded (None: none yet)."""
         self.show_bar = show_bar
 
     # ------------------------------------------------------------------------------------------------------------
@@ -80,16 +102,24 @@ class Trainer:
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        floats = {k: v for k, v in batch.items() if v.is_floating_point()}
+        if not _all_finite(floats.values()):  # one device sync; which tensor only when one is bad
+            bad = [k for k, v in floats.items() if not bool(torch.isfinite(v).all())]
+            raise FloatingPointError(non_finite_message(it + 1, float("nan"), {}, self.saved_iteration,
+                                                        what=f"the batch holds NaN/inf in {', '.join(bad)}"))
         self.learner.train()
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             loss, logs = self.model(batch, it, g)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"iteration {it}: loss is {float(loss)}; lower --lr or check the data")
+            raise FloatingPointError(non_finite_message(it + 1, float(loss.detach()), logs, self.saved_iteration))
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
         self.scaler.update()
+        if not _all_finite(self.learner.student.parameters()):  # one device sync per step
+            raise FloatingPointError(non_finite_message(it + 1, float(loss.detach()), {}, self.saved_iteration,
+                                                        what="the weights went non-finite in the update"))
         distributed.average_buffers(self.learner.student)  # same BatchNorm statistics on every rank
         distributed.average_buffers(self.learner, only=("class_conf",))
         self.learner.update_teacher()
@@ -103,10 +133,15 @@ class Trainer:
                 "versions": checkpoint.versions()}
 
     def save_checkpoint(self) -> Path:
-        """Write ``checkpoints/last.pt`` (rank 0 only under torchrun: every rank holds the same state)."""
+        """Write ``checkpoints/last.pt`` atomically (rank 0 only under torchrun: every rank holds the same state);
+        weights that are no longer finite never replace a good one."""
         path = self.out / "checkpoints" / "last.pt"
+        if not _all_finite(self.learner.student.parameters()):
+            raise FloatingPointError(f"iteration {self.iteration}: the weights are non-finite; {path} not replaced; "
+                                     "lower --lr or check the data")
         if self.dist.main:
             checkpoint.atomic_save(self.state(), path)
+        self.saved_iteration = self.iteration
         return path
 
     def load_checkpoint(self, path: Path) -> None:
@@ -116,7 +151,7 @@ class Trainer:
         self.opt.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         checkpoint.set_rng_state(state["rng"])
-        self.iteration = int(state["iteration"])
+        self.iteration = self.saved_iteration = int(state["iteration"])
 
     def validate(self, cases: list[Case]) -> dict[str, float]:
         """Mean Dice per foreground class over ``cases`` (student, sliding window on the whole volume)."""
@@ -145,12 +180,15 @@ class Trainer:
             return self._loop(events)
         except Exception as e:
             message = f"{type(e).__name__}: {e}".splitlines()[0]
-            if self.dist.main:
-                events.emit("error", message=message)
-            else:  # another rank's error reaches the same log, naming the rank
-                log = EventLog(self.out / "events.jsonl", show_bar=False)
-                log.emit("error", message=message, rank=self.dist.rank)
-                log.close()
+            try:
+                if self.dist.main:
+                    events.emit("error", message=message)
+                else:  # another rank's error reaches the same log, naming the rank
+                    log = EventLog(self.out / "events.jsonl", show_bar=False)
+                    log.emit("error", message=message, rank=self.dist.rank)
+                    log.close()
+            except OSError:
+                pass  # the events file is what failed (e.g. disk full): the original error is what matters
             raise
         finally:
             events.close()
@@ -226,6 +264,11 @@ class Trainer:
         return meta
 
 
+def _user_files(out: Path) -> list[Path]:
+    """Entries of a run folder other than a launcher's ``train.log`` and the lock file."""
+    return [p for p in out.iterdir() if p.name not in ("train.log", LOCK_NAME)] if out.is_dir() else []
+
+
 class NullEvents:
     """The event log of ranks other than 0 under torchrun: they write nothing."""
 
@@ -237,31 +280,61 @@ class NullEvents:
 
 
 def train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Path:
-    """Build a :class:`Trainer` and run it; refuses a non-empty run folder unless resuming.
-
-    Under ``torchrun`` every rank checks the folder before any rank writes to it (a barrier follows the checks), and
-    the process group is left at the end."""
+    """Join the process group when launched by ``torchrun``, train, and leave the group (see :func:`_train`)."""
     distributed.setup(cfg.device)
     try:
-        cfg = _checked(cfg, resume)
-        distributed.barrier()
-        return Trainer(cfg, show_bar=show_bar).run(resume=resume)
+        return _train(cfg, resume, show_bar)
     finally:
         distributed.teardown()
 
 
-def _checked(cfg: Config, resume: bool) -> Config:
+def _train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Path:
+    """Build a :class:`Trainer` and run it while holding the run folder's lock.
+
+    A new run needs a new or empty folder; ``resume`` continues the run in ``cfg.out``, wherever that folder now is
+    (a moved or copied run writes into ``cfg.out``, never into the folder recorded in its ``config.json``). A
+    second writer on the same folder is refused with :class:`~actionpp.runlock.RunLockedError`. Under ``torchrun``
+    rank 0 holds the lock; every rank makes the read-only checks, and rank 0 tells the others whether it got the
+    lock before any of them trains (:func:`distributed.broadcast_text`).
+    """
     out = Path(cfg.out)
     if not cfg.out:
         raise ConfigError("--out: expected a run folder, got nothing")
-    if resume:
-        saved = out / "config.json"
-        if not saved.is_file():
-            raise ConfigError(f"--resume: {saved} not found; expected a run folder made by 'actionpp train'")
-        keep = Config.load(saved).to_dict()
-        keep.update(device=cfg.device, workers=cfg.workers)  # where to run may change; what to learn may not
-        cfg = Config.from_dict(keep)
-    elif out.exists() and any(p.name != "train.log" for p in out.iterdir()):  # a launcher may open its log first
-        raise ConfigError(f"--out {out}: folder exists and is not empty; expected a new run folder "
-                          "(pass --resume to continue it)")
-    return cfg
+    saved = out / "config.json"
+    if resume and not saved.is_file():
+        raise ConfigError(f"--resume: {saved} not found; expected a run folder made by 'actionpp train'")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: expected a folder, found a file")
+    not_empty = ConfigError(f"--out {out}: folder exists and is not empty; expected a new run folder "
+                            "(pass --resume to continue it)")
+    if not resume and _user_files(out) and holder(out) is None:
+        raise not_empty  # refused before the lock file is added to a folder that is not ours
+    created = not out.exists()
+    lock, refused = None, ""
+    if distributed.is_main():
+        try:
+            lock = RunLock(out).acquire()
+            if not resume and _user_files(out):  # checked again under the lock: a racing writer may have started
+                refused = str(not_empty)
+        except RunLockedError as exc:
+            refused = str(exc)
+    refused = distributed.broadcast_text(refused)  # before any rank writes
+    try:
+        if refused:
+            raise (ConfigError if refused == str(not_empty) else RunLockedError)(refused)
+        if resume:
+            keep = Config.load(saved).to_dict()
+            # where to run may change; what to learn may not; the run is where --out points now
+            keep.update(device=cfg.device, workers=cfg.workers, memory_check=cfg.memory_check, out=str(out))
+            cfg = Config.from_dict(keep)
+        return Trainer(cfg, show_bar=show_bar).run(resume=resume)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        if distributed.is_main() and created and out.is_dir() and [p.name for p in out.iterdir()] == [LOCK_NAME]:
+            (out / LOCK_NAME).unlink()  # the folder is ours and holds nothing: leave no trace
+            out.rmdir()
+        raise
+    finally:
+        if lock is not None:
+            lock.release()

@@ -213,7 +213,8 @@ def check_image_array(array: np.ndarray, source: str | os.PathLike) -> np.ndarra
     arr = np.asarray(array)
     if arr.dtype.kind not in "biuf":
         raise DataError(f"{source}: expected numeric intensities, found dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported below
+        arr = arr.astype(np.float32, copy=False)
     finite = np.isfinite(arr)
     if not finite.all():
         bad = int(arr.size - np.count_nonzero(finite))
@@ -305,6 +306,9 @@ def _check_nifti(path: Path, kind: str) -> None:
     if len(data) < expected:
         raise DataError(f"{path}: expected {expected} bytes of NIfTI data, found {len(data)} (truncated file)")
     ftype = {16: "f4", 64: "f8"}.get(datatype)
+    if ftype is not None and len(data) < vox_offset + voxels * int(ftype[1]):  # bitpix disagrees with datatype
+        raise DataError(f"{path}: expected {vox_offset + voxels * int(ftype[1])} bytes of NIfTI float data, found "
+                        f"{len(data)} (truncated file or bitpix {bitpix} inconsistent with the datatype)")
     if ftype is not None and voxels:
         values = np.frombuffer(data, dtype=endian + ftype, count=voxels, offset=vox_offset)
         bad = int(voxels - np.count_nonzero(np.isfinite(values)))
@@ -340,6 +344,37 @@ def _nifti_header(head: bytes) -> tuple[int, int, int, int, str] | None:
     return int(vox_offset), voxels, int(bitpix), int(datatype), endian
 
 
+def _itk_read(path: Path) -> sitk.Image:
+    """``sitk.ReadImage``, except that ``x.nii.gz`` is read even when an ``x.nii`` lies beside it.
+
+    ITK's NIfTI reader looks for the uncompressed name first, so it would silently return ``x.nii``'s voxels for
+    ``x.nii.gz`` (found by the property tests); such a file is read through a link in a folder of its own.
+    """
+    if path.name.lower().endswith(".nii.gz") and path.with_name(path.name[:-3]).exists():
+        with tempfile.TemporaryDirectory(prefix=".actionpp-read-") as tmp:
+            alone = Path(tmp) / ("image" + path.name[-7:])
+            try:
+                alone.symlink_to(path.resolve())
+            except OSError:  # no symbolic links here (e.g. Windows without the privilege): copy instead
+                shutil.copyfile(path, alone)
+            img = sitk.ReadImage(str(alone))
+            img.GetSize()  # loaded now, before the folder goes
+            return img
+    return sitk.ReadImage(str(path))
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, ...]:
+    """ITK ``(x, y, z)`` size of an image from its header only (no voxels read); DataError naming the file."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as e:
+        raise DataError(f"{path}: expected a readable image file, found an error ({_itk_reason(e)})") from None
+    size = tuple(int(v) for v in reader.GetSize())
+    return (*size, 1)[:3] if len(size) == 2 else size[:3]
+
+
 def read_image(path: str | os.PathLike, kind: str = "image") -> tuple[np.ndarray, Geometry]:
     """Read a 3D scalar image with SimpleITK.
 
@@ -364,7 +399,7 @@ def read_image(path: str | os.PathLike, kind: str = "image") -> tuple[np.ndarray
     if path.name.lower().endswith((".nii", ".nii.gz")):
         _check_nifti(path, kind)
     try:
-        img = sitk.ReadImage(str(path))
+        img = _itk_read(path)
     except RuntimeError as e:
         raise DataError(f"{path}: expected a readable image file, found an error ({_itk_reason(e)})") from None
     dim, comps = img.GetDimension(), img.GetNumberOfComponentsPerPixel()
@@ -390,6 +425,33 @@ def read_image(path: str | os.PathLike, kind: str = "image") -> tuple[np.ndarray
 # ----------------------------------------------------------------------------------------------------------------
 # writing
 # ----------------------------------------------------------------------------------------------------------------
+def check_writable_folder(folder: str | os.PathLike, flag: str = "--out") -> Path:
+    """Make sure ``folder`` exists (created if needed) and a file can be written in it, before any work is done.
+
+    A probe file is created and removed (permission bits alone do not tell: root ignores them, and a read-only or
+    immutable mount refuses writes whatever the bits say).
+
+    Raises:
+        DataError: naming ``flag`` and the folder: a path under a regular file, a folder that cannot be created, or
+            one that refuses new files.
+    """
+    folder = Path(folder)
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise DataError(f"{flag} {folder}: expected a writable folder, found {parent} is a file")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".actionpp-write-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise DataError(f"{flag} {folder}: expected a writable folder, found an error "
+                        f"({e.strerror or one_line(e, 150)})") from None
+    return folder
+
+
 def write_image(array: np.ndarray, geometry: Geometry, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
     """Write a ``(Z, Y, X)`` volume on ``geometry`` to ``path``, atomically.
 

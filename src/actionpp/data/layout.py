@@ -27,6 +27,8 @@ from actionpp.data.io import (
     split_suffix,
 )
 
+from actionpp.data.entries import check_distinct_cases, listed_cases
+
 FORMATS = ("nnunet", "acdc-h5", "la-h5")
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 
@@ -272,6 +274,7 @@ def find_images(path: str | Path) -> list[Path]:
             raise DataError(f"{f}: expected one file per case name, found {seen[name].name} with the same "
                             f"case {name!r}")
         seen[name] = f
+    check_distinct_cases(seen, p)
     return files
 
 
@@ -281,8 +284,8 @@ def find_images(path: str | Path) -> list[Path]:
 _REQUIRED_KEYS = ("channel_names", "labels", "numTraining", "file_ending")
 
 
-def _read_dataset_json(js: Path) -> tuple[dict[str, int], str]:
-    """Parse and validate ``dataset.json``; return ``(labels, file_ending)``."""
+def _read_dataset_json(js: Path) -> tuple[dict[str, int], str, dict[str, Any]]:
+    """Parse and validate ``dataset.json``; return ``(labels, file_ending, everything it holds)``."""
     try:
         meta = json.loads(js.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -306,7 +309,7 @@ def _read_dataset_json(js: Path) -> tuple[dict[str, int], str]:
     ending = meta["file_ending"]
     if not isinstance(ending, str) or ending.lower() not in IMAGE_SUFFIXES:
         raise DataError(f"{js}: expected file_ending one of {', '.join(IMAGE_SUFFIXES)}, found {ending!r}")
-    return labels, ending
+    return labels, ending, meta
 
 
 def _image_files(folder: Path) -> Iterable[Path]:
@@ -333,6 +336,7 @@ def _scan_nnunet_images(folder: Path, ending: str, js: Path) -> dict[str, Path]:
             raise DataError(f"{f}: expected only channel _0000 (multi-channel input is not supported yet), "
                             f"found channel _{m['channel']}")
         out[m["case"]] = f
+    check_distinct_cases(out, folder)
     return out
 
 
@@ -362,13 +366,16 @@ def _read_case(name: str, image_path: Path, label_path: Path | None, labels: dic
 
 def _load_nnunet(root: Path, labeled_cases: int) -> Dataset:
     js = root / "dataset.json"
-    labels, ending = _read_dataset_json(js)
+    labels, ending, meta = _read_dataset_json(js)
 
     images_tr = root / "imagesTr"
-    if not images_tr.is_dir():
+    if "dataset" in meta:  # nnU-Net v2's explicit file list (entries must stay inside the dataset folder)
+        tr_images, tr_labels = listed_cases(meta, root, js)
+    elif not images_tr.is_dir():
         raise DataError(f"{images_tr}: expected the training image folder of the nnU-Net raw layout, found nothing")
-    tr_images = _scan_nnunet_images(images_tr, ending, js)
-    tr_labels = _scan_nnunet_labels(root / "labelsTr", ending, js, tr_images, images_tr)
+    else:
+        tr_images = _scan_nnunet_images(images_tr, ending, js)
+        tr_labels = _scan_nnunet_labels(root / "labelsTr", ending, js, tr_images, images_tr)
     if not tr_images:
         raise DataError(f"{images_tr}: expected training images <case>_0000{ending}, found none")
     if not tr_labels:
