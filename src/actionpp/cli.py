@@ -137,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--out", required=True, help="new dataset folder")
     ph.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     ph.add_argument("--size", type=int, nargs=3, metavar=("Z", "Y", "X"), help="volume size (default per kind)")
+    ph.add_argument("--spacing", type=float, nargs=2, metavar=("IN_PLANE", "THROUGH_PLANE"),
+                    help="cardiac: voxel size in mm at the default size (default: drawn per case, ~1.5 x 9)")
+    ph.add_argument("--oblique", type=float, default=0.0, help="cardiac: rotate the anatomy in-plane by this many "
+                    "degrees (+-10 per case) and write matching direction cosines (default: 0)")
+    ph.add_argument("--intensity", choices=("default", "alt"), default="default",
+                    help="cardiac: tissue contrast scheme; alt = other tissue means and a per-case gamma")
 
     d = sub.add_parser("demo", help="phantoms -> train -> predict -> evaluate -> report.md")
     d.add_argument("--out", default="demo_out", help="demo folder (default: demo_out)")
@@ -174,10 +180,12 @@ def _evaluate(a: argparse.Namespace) -> None:
 
 
 def _phantoms(a: argparse.Namespace) -> None:
+    from actionpp.data.phantom_variants import Variant
     from actionpp.data.phantoms import make_phantoms
 
+    variant = Variant(tuple(a.spacing) if a.spacing else None, a.oblique, a.intensity)
     path = make_phantoms(a.kind, a.cases, a.labeled, Path(a.out), seed=a.seed, test_cases=a.test_cases,
-                         size=tuple(a.size) if a.size else None)
+                         size=tuple(a.size) if a.size else None, variant=None if variant.is_default else variant)
     print(f"wrote {a.kind} phantoms to {path}")
 
 
