@@ -108,3 +108,15 @@ def test_bfloat16_ascl_side_stays_close_to_float32(tmp_path):
     assert out["float32"]["sup"] == out["bfloat16"]["sup"]  # the supervised side is untouched
     assert out["float32"]["unsup"] == out["bfloat16"]["unsup"]  # so are the pseudo-labels
     assert abs(out["bfloat16"]["ascl"] - out["float32"]["ascl"]) < 1e-2 * abs(out["float32"]["ascl"])
+
+
+@pytest.mark.parametrize("mode", ["eval", "official"])
+def test_teacher_choice_sets_mode_and_buffer_averaging(tmp_path, mode):
+    learner = Learner(tiny_config(tmp_path, method="mean-teacher", teacher=mode), 3)
+    learner(_batch(), 0, torch.Generator().manual_seed(0))  # the student's BN statistics move
+    learner.update_teacher()
+    s_bn = [m for m in learner.student.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)][0]
+    t_bn = [m for m in learner.teacher.module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)][0]
+    assert learner.teacher.module.training == (mode == "official")
+    copied = torch.equal(s_bn.running_mean, t_bn.running_mean)
+    assert copied == (mode == "official")  # official: buffers copied; eval: averaged (0.99 old + 0.01 new)

@@ -19,6 +19,7 @@ NETWORKS = ("unet", "basicunet", "vnet")
 PRECISIONS = ("auto", "float32", "bfloat16")
 MIXES = ("cutmix", "classmix", "none")
 TAU_STEPS = ("iteration", "epoch")
+TEACHERS = ("eval", "official")
 
 
 class ConfigError(ValueError):
@@ -67,6 +68,9 @@ class Config:
 
     # --- mean teacher and unlabeled branch -------------------------------------------------------------------
     ema_momentum: float = 0.99
+    teacher: str = "eval"
+    """'eval': the EMA teacher runs in eval mode, BN running statistics averaged with the parameters (ours);
+    'official': parameters-only EMA, teacher in train mode (dropout on, BN batch statistics), as the official code."""
     unsup_weight: float = 1.0
     strong_threshold: float = 0.97
     """delta_s: pseudo-label confidence threshold of the unsupervised loss, and AnCo's hard-anchor threshold."""
@@ -154,6 +158,7 @@ class Config:
         _choice("unsup_mask", self.unsup_mask, ("pixel", "image"))
         _choice("unsup_threshold", self.unsup_threshold, ("fixed", "class-adaptive"))
         _choice("tau_step", self.tau_step, TAU_STEPS)
+        _choice("teacher", self.teacher, TEACHERS)
         _choice("ascl_precision", self.ascl_precision, PRECISIONS)
         _choice("dims", self.dims, (2, 3))
         if len(self.patch) != self.dims:
