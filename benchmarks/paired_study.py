@@ -18,6 +18,7 @@ import math
 import statistics
 import sys
 import time
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else []
     done = {(r["arm"], r["seed"]) for r in results}
     todo = [j for j in jobs if (j["arm"], j["seed"]) not in done]
-    with ProcessPoolExecutor(max_workers=a.jobs) as pool:
+    with ProcessPoolExecutor(max_workers=a.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         for r in pool.map(run_one, todo):
             results.append(r)
             results_path.write_text(json.dumps(results, indent=2) + "\n")

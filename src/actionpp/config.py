@@ -22,6 +22,15 @@ TAU_STEPS = ("iteration", "epoch")
 TEACHERS = ("eval", "official")
 
 
+PRETRAIN_AUTO_FRACTION = 0.25
+"""``--pretrain-iterations -1`` (auto) = this fraction of ``--iterations`` for action/actionpp, 0 for the others."""
+
+DIMS_3D = {"ascl_target_weight": (0.1, 0.2), "pretrain_tau_teacher": (0.01, 0.6), "mix": ("cutmix", "classmix"),
+           "pretrain_tau_period": (0.1, 1.0), "ascl_tau_max": (1.0, 0.07)}
+"""Official 2D -> 3D constants (docs/method.md, "2D and 3D"): with ``dims_defaults`` (default) a 3D run whose field
+still holds the 2D value gets the 3D value. ``ascl_tau_max = 0.07`` makes the 3D ASCL temperature the fixed 0.07."""
+
+
 class ConfigError(ValueError):
     """A configuration value is out of range or of the wrong kind; the message names the field."""
 
@@ -124,8 +133,15 @@ class Config:
     """Period of the cosine temperature as a fraction of the run (official 2D: 0.1, about 10 cycles)."""
     tau_step: str = "iteration"
 
+    dims_defaults: bool = True
+    """3D runs use the official 3D constants (:data:`DIMS_3D`) for fields left at their 2D defaults; off: keep them."""
+
     # --- contrastive pre-training (ISD-style relational distillation) -------------------------------------------
-    pretrain_iterations: int = 0
+    pretrain_iterations: int = -1
+    """-1 (auto): 25 % of ``iterations`` for action/actionpp (the paper's pipeline), 0 for supervised and
+    mean-teacher; 0 turns the stage off. Runs before, and in addition to, ``iterations``."""
+    pretrain_tau_period: float = 0.1
+    """Period of the pre-training cosine temperatures as a fraction of the stage (official: 0.1 in 2D, 1.0 in 3D)."""
     pretrain_memory: int = 36
     pretrain_latent_dim: int = 128
     pretrain_tau_student: float = 0.1
@@ -147,6 +163,13 @@ class Config:
         self.patch = tuple(int(p) for p in self.patch)
         if not self.patch:
             self.patch = (128, 128) if self.dims == 2 else (16, 96, 96)
+        if self.dims == 3 and self.dims_defaults:
+            for name, (two, three) in DIMS_3D.items():
+                if getattr(self, name) == two:
+                    setattr(self, name, three)
+        if isinstance(self.pretrain_iterations, int) and self.pretrain_iterations == -1:
+            auto = self.method in ("action", "actionpp") and isinstance(self.iterations, int)
+            self.pretrain_iterations = max(1, round(PRETRAIN_AUTO_FRACTION * self.iterations)) if auto else 0
         self.validate()
 
     # ------------------------------------------------------------------------------------------------------------
@@ -180,7 +203,8 @@ class Config:
         if self.method != "supervised" and self.batch_unlabeled < 1:
             raise ConfigError(f"--batch-unlabeled: method {self.method!r} needs at least 1, got {self.batch_unlabeled}")
         for name in ("lr", "anco_tau", "anco_tau_min", "anco_tau_max", "ascl_tau_min", "ascl_tau_max",
-                     "pretrain_tau_student", "pretrain_tau_teacher", "pretrain_tau_max", "tau_period"):
+                     "pretrain_tau_student", "pretrain_tau_teacher", "pretrain_tau_max", "tau_period",
+                     "pretrain_tau_period"):
             if not float(getattr(self, name)) > 0:
                 raise ConfigError(f"--{_flag(name)}: expected a positive number, got {getattr(self, name)}")
         for name in ("momentum", "ema_momentum", "strong_threshold", "weak_threshold", "ascl_centroid_momentum",

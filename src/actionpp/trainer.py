@@ -135,8 +135,9 @@ class Trainer:
         """Contrastive pre-training of the student, then a teacher that starts from it (fine-tuning's start)."""
         from actionpp.pretrain import pretrain
 
-        with_unlabeled = IterationBatches(self.cfg, self.train_cases, self.ds.unlabeled or self.train_cases,
-                                          length=self.cfg.pretrain_iterations)
+        # supervised learning sees no unlabeled image, in pre-training either
+        unlabeled = [] if self.cfg.method == "supervised" else (self.ds.unlabeled or self.train_cases)
+        with_unlabeled = IterationBatches(self.cfg, self.train_cases, unlabeled, length=self.cfg.pretrain_iterations)
         pretrain(self.cfg, self.learner.student, self.ds.num_classes, with_unlabeled, self.device, events, self.out)
         self.learner.reset_teacher()
 
