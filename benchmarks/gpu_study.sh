@@ -12,12 +12,13 @@ export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=
 { nvidia-smi -L; ${PY:-python3} -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__, \
   torch.cuda.get_device_name(0))"; nproc; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
-ARMS=(--arm sup=supervised --arm mt=mean-teacher --arm app=actionpp --arm app_ramp=actionpp,unsup_rampup=0.4
-      --arm app_official=actionpp,teacher=official)
+# app = today's default actionpp (pre-training 25 % of the budget); the others change one thing each
+ARMS=(--arm sup=supervised --arm mt=mean-teacher --arm app=actionpp --arm app_nopre=actionpp,pretrain_iterations=0
+      --arm app_ramp=actionpp,unsup_rampup=0.4 --arm app_official=actionpp,teacher=official)
 study() {  # name, iterations, phantom flags...
   local name=$1 its=$2; shift 2
   local t0=$SECONDS
-  ${PY:-python3} benchmarks/paired_study.py --out ${STUDY_ROOT:-/tmp}/study_$name --jobs ${JOBS:-15} --threads 1 \
+  ${PY:-python3} benchmarks/paired_study.py --out ${STUDY_ROOT:-/tmp}/study_$name --jobs ${JOBS:-18} --threads 1 \
       --iterations "$its" --seeds ${SEEDS:-0 1 2} --device ${DEVICE:-cuda} "${ARMS[@]}" "$@" > ${STUDY_ROOT:-/tmp}/log_$name.txt 2>&1
   { echo "== $name"; tail -c 3000 ${STUDY_ROOT:-/tmp}/log_$name.txt; } >> "$OUT/log_all.txt"
   cp ${STUDY_ROOT:-/tmp}/study_$name/results.md "$OUT/results_$name.md" 2>/dev/null
@@ -28,5 +29,5 @@ study() {  # name, iterations, phantom flags...
 study varA_400 ${ITS1:-400} --phantom-seed 777 --spacing 1.4 9 --oblique 35 --intensity alt
 # variant B: 1.1 x 6 mm, oblique 70 deg, default contrast, phantom seed 4242
 study varB_400 ${ITS1:-400} --phantom-seed 4242 --spacing 1.1 6 --oblique 70
-# longer budget on variant A
-study varA_1500 ${ITS2:-1500} --phantom-seed 777 --spacing 1.4 9 --oblique 35 --intensity alt
+# longer budget on variant A (3x)
+study varA_1200 ${ITS2:-1200} --phantom-seed 777 --spacing 1.4 9 --oblique 35 --intensity alt
