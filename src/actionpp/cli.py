@@ -41,7 +41,8 @@ HELP = {
     "strong_threshold": "pseudo-label confidence threshold and AnCo hard-anchor threshold (delta_s)",
     "weak_threshold": "teacher confidence making an unlabeled pixel valid for AnCo (delta_w)",
     "split_bn": "student forward on labeled and unlabeled halves separately (separate BatchNorm statistics)",
-    "teacher": "eval: EMA teacher in eval mode with averaged BN statistics; official: parameters-only EMA, train mode",
+    "teacher": "official: parameters-only EMA teacher in train mode (as the paper's code); eval: eval mode with "
+               "averaged BN statistics",
     "unsup_rampup": "sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none)",
     "unsup_threshold": "pseudo-label threshold: fixed (delta_s for all classes) or class-adaptive (scaled per class)",
     "class_conf_momentum": "EMA momentum of the per-class teacher confidence (class-adaptive thresholds)",

@@ -11,8 +11,9 @@ actionpp       EMA          pseudo-label CE       cosine tau (0.1..1.0)       co
 
 One step of ``actionpp`` (shapes ``B = Bl + Bu``, ``S`` the patch):
 
-1. the teacher (eval mode, no grad) runs on ``x_u``: pseudo-labels ``y_u`` and confidences ``c_u``; with ASCL also on
-   ``x_l`` for ASCL's teacher features, in bfloat16 where ``--ascl-precision`` resolves to it;
+1. the teacher (no grad; train mode with ``--teacher official``, the default) runs on ``x_u``: pseudo-labels
+   ``y_u`` and confidences ``c_u``; with ASCL also on ``x_l`` for ASCL's teacher features, in bfloat16 where
+   ``--ascl-precision`` resolves to it;
 2. ``x_u, y_u, c_u`` are mixed inside the unlabeled batch (CutMix / ClassMix), strongly augmented (intensity on the
    image only, flips on all three);
 3. the student runs on ``x_l`` and ``x_u`` (two passes with ``--split-bn``, the default; one joint pass
