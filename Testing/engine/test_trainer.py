@@ -114,3 +114,14 @@ def test_supervised_pretraining_sees_no_unlabeled_image(tmp_path, tiny_dataset, 
                 show_bar=False).run()
         assert (seen["unlabeled"] == 0) == (method == "supervised")
         assert ("u_image" in seen["batch"]) == (method != "supervised")
+
+
+def test_head_learning_rate_scale(tmp_path, tiny_dataset):
+    t = Trainer(tiny_config(tmp_path, head_lr_scale=100.0, iterations=2), tiny_dataset, show_bar=False)
+    t.train_step(t.batches[0], 0)
+    net_lr, head_lr = (g["lr"] for g in t.opt.param_groups)
+    assert head_lr == 100.0 * net_lr > 0
+    head_ids = {id(p) for p in t.learner.student.head.parameters()}
+    assert {id(p) for p in t.opt.param_groups[1]["params"]} == head_ids
+    plain = Trainer(tiny_config(tmp_path / "p", iterations=2), tiny_dataset, show_bar=False)
+    assert len(plain.opt.param_groups) == 1  # the default keeps one group: earlier checkpoints still load

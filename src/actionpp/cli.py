@@ -41,6 +41,7 @@ HELP = {
     "strong_threshold": "pseudo-label confidence threshold and AnCo hard-anchor threshold (delta_s)",
     "weak_threshold": "teacher confidence making an unlabeled pixel valid for AnCo (delta_w)",
     "split_bn": "student forward on labeled and unlabeled halves separately (separate BatchNorm statistics)",
+    "head_lr_scale": "learning rate of the representation head relative to --lr (1: official; 100 = 1/weight)",
     "teacher": "official: parameters-only EMA teacher in train mode (as the paper's code); eval: eval mode with "
                "averaged BN statistics",
     "unsup_rampup": "sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none)",

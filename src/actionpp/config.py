@@ -74,6 +74,10 @@ class Config:
     weight_decay: float = 1e-4
     nesterov: bool = True
     poly_power: float = 0.9
+    head_lr_scale: float = 1.0
+    """Learning rate of the representation head relative to ``lr`` (official: 1). The head learns only from the
+    contrastive terms, weighted 0.01, so at 1 its steps are 100x smaller than the network's; 1 / weight (100) gives it
+    unit-weight steps without pulling harder on the backbone (docs/method.md, "Why the contrastive losses ...")."""
 
     # --- mean teacher and unlabeled branch -------------------------------------------------------------------
     ema_momentum: float = 0.99
@@ -219,6 +223,8 @@ class Config:
             raise ConfigError(f"--unsup-rampup: expected a fraction in [0, 1], got {self.unsup_rampup}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"--val-fraction: expected a value in [0, 1), got {self.val_fraction}")
+        if not float(self.head_lr_scale) > 0:
+            raise ConfigError(f"--head-lr-scale: expected a positive number, got {self.head_lr_scale}")
         for name in ("weight_decay", "unsup_weight", "anco_weight", "ascl_weight", "ascl_target_weight",
                      "pretrain_global_weight", "pretrain_local_weight", "poly_power"):
             if float(getattr(self, name)) < 0:

@@ -51,7 +51,11 @@ class Trainer:
         per_epoch = sum(c.image.shape[0] if cfg.dims == 2 else 1 for c in unlabeled) / max(cfg.batch_unlabeled, 1)
         torch.manual_seed(cfg.seed)
         self.learner = Learner(cfg, self.ds.num_classes, 1, iters_per_epoch=math.ceil(per_epoch)).to(self.device)
-        self.opt = torch.optim.SGD(self.learner.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        student = self.learner.student  # a second group only when the head learns at head_lr_scale x lr, so
+        groups = ([{"params": list(student.net.parameters()), "scale": 1.0},  # earlier checkpoints still resume
+                   {"params": list(student.head.parameters()), "scale": float(cfg.head_lr_scale)}]
+                  if cfg.head_lr_scale != 1.0 else [{"params": list(student.parameters()), "scale": 1.0}])
+        self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
         self.amp = cfg.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
@@ -65,7 +69,7 @@ class Trainer:
         cfg = self.cfg
         lr = poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power)
         for group in self.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("scale", 1.0)
         seed = step_seed(cfg.seed, it)
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
