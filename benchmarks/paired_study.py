@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 import multiprocessing
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,7 @@ T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 
 
 def parse_arm(text: str) -> tuple[str, str, dict]:
     name, _, spec = text.partition("=")
-    method, *kvs = spec.split(",")
+    method, *kvs = re.split(r",(?![^\[]*\])", spec)  # commas inside [..] belong to a list value
     over = {}
     for kv in kvs:
         k, _, v = kv.partition("=")

@@ -28,3 +28,4 @@ def test_paired_differences_mean_and_interval():
 def test_arm_parsing():
     assert ps.parse_arm("app=actionpp,unsup_rampup=0.4,teacher=official") == \
         ("app", "actionpp", {"unsup_rampup": 0.4, "teacher": "official"})
+    assert ps.parse_arm("s=supervised,patch=[64,64],seed=1") == ("s", "supervised", {"patch": [64, 64], "seed": 1})
