@@ -47,7 +47,8 @@ def tiny_config(tmp_path: Path, **kw) -> Config:
     base = dict(out=str(tmp_path / "run"), dims=2, patch=(32, 32), channels=(8, 16, 32), iterations=4,
                 batch_labeled=2, batch_unlabeled=2, device="cpu", checkpoint_every=2, embed_dim=16, anco_anchors=16,
                 anco_negatives=32, anco_pool=16, ascl_queue=64, ascl_anchors_per_class=8, seed=3,
-                ascl_precision="float32")  # the same numbers on every CPU ("auto" depends on the hardware)
+                ascl_precision="float32",  # the same numbers on every CPU ("auto" depends on the hardware)
+                pretrain_iterations=0)  # the pre-training tests ask for it
     base.update(kw)
     if base["dims"] == 3 and "patch" not in kw:
         base["patch"] = (4, 32, 32)

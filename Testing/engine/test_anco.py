@@ -130,3 +130,31 @@ def test_bad_arguments(change, name):
     args.update(change)
     with pytest.raises(ValueError, match=name):
         anco_loss(**args)
+
+
+@pytest.mark.parametrize("tau", [0.2, 1.0])
+def test_negative_classes_follow_the_class_relation_distribution(tau):
+    """Empirical negative-class frequencies against q_c(c') = softmax_{c' != c, present}(cos(p_c, p_c') / tau)."""
+    from actionpp.losses.anco import negative_columns
+
+    g = _gen(11)
+    proto = F.normalize(torch.randn(5, 6, generator=g), dim=1)
+    proto[1] = F.normalize(proto[0] + 0.3 * proto[1], dim=0)  # class 1 close to class 0: a likely negative of 0
+    ok = torch.tensor([True, True, True, False, True])        # class 3 absent: never a negative
+    P, n = 7, 40_000
+    cols = negative_columns(proto, ok, P, n, tau, _gen(12))
+    cls, row = cols // P, cols % P
+    for c in range(5):
+        logits = (proto @ proto[c]) / tau
+        allowed = ok.clone()
+        allowed[c] = False
+        q = torch.softmax(logits.masked_fill(~allowed, float("-inf")), 0)
+        freq = torch.bincount(cls[c], minlength=5).double() / n
+        se = (q * (1 - q) / n).sqrt().double()
+        assert torch.all((freq - q.double()).abs() <= 4 * se + 1e-12), (c, freq, q)
+        assert freq[c] == 0 and freq[3] == 0
+        uniform = allowed.double() / allowed.sum()
+        if tau == 0.2 and c == 0:  # the check can tell the class relation from uniform class sampling
+            assert ((freq - uniform).abs() / (4 * se.clamp(min=1e-3))).max() > 1
+    rows = torch.bincount(row.flatten(), minlength=P).double() / row.numel()  # uniform row inside the class
+    assert (rows - 1 / P).abs().max() < 4 * math.sqrt((1 / P) * (1 - 1 / P) / row.numel())

@@ -54,3 +54,28 @@ def test_unknown_key_and_bad_file_name_the_file(tmp_path):
         Config.load(p)
     with pytest.raises(ConfigError, match="missing.json: config file not found"):
         Config.load(tmp_path / "missing.json")
+
+
+def test_pretraining_is_on_by_default_for_action_methods_only():
+    from actionpp.config import Config
+
+    assert Config(method="actionpp", iterations=400).pretrain_iterations == 100
+    assert Config(method="action", iterations=1000).pretrain_iterations == 250
+    assert Config(method="mean-teacher", iterations=400).pretrain_iterations == 0
+    assert Config(method="supervised", iterations=400).pretrain_iterations == 0
+    assert Config(method="actionpp", iterations=400, pretrain_iterations=0).pretrain_iterations == 0  # off
+    saved = Config(method="actionpp", iterations=400).to_dict()
+    assert Config.from_dict(saved).pretrain_iterations == 100  # resolved once, saved concretely
+
+
+def test_3d_runs_take_the_official_3d_constants_unless_told_otherwise():
+    from actionpp.config import DIMS_3D, Config
+
+    c3 = Config(dims=3)
+    assert (c3.ascl_target_weight, c3.pretrain_tau_teacher, c3.mix, c3.pretrain_tau_period, c3.ascl_tau_max) == \
+        (0.2, 0.6, "classmix", 1.0, 0.07)
+    c2 = Config(dims=2)
+    assert all(getattr(c2, k) == two for k, (two, _) in DIMS_3D.items())
+    assert Config(dims=3, mix="none").mix == "none"                      # an explicit other value is kept
+    kept = Config(dims=3, dims_defaults=False)
+    assert all(getattr(kept, k) == two for k, (two, _) in DIMS_3D.items())

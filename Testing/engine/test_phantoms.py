@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -114,3 +115,30 @@ def test_argument_validation(tmp_path, kwargs, flag):
     with pytest.raises(DataError, match=f"^{flag}: expected"):
         make_phantoms(**args)
     assert not (tmp_path / "ds").exists()
+
+
+def test_cardiac_variant_spacing_oblique_intensity(tmp_path):
+    from actionpp.data.phantom_variants import Variant
+    from actionpp.data.phantoms import phantom_case
+
+    base_img, base_lab, base_geo = phantom_case("cardiac", 5, 0)
+    v = Variant(spacing=(1.4, 9.0), oblique=40.0, intensity="alt")
+    img, lab, geo = phantom_case("cardiac", 5, 0, variant=v)
+    assert geo.spacing == pytest.approx((1.4, 1.4, 9.0))
+    assert geo.direction[1] != 0.0 and geo.direction[8] == 1.0            # rotated about z, not identity
+    assert set(np.unique(lab)) == {0, 1, 2, 3, 4}
+    # the LV -> RV direction turns by the oblique angle (30..50 degrees) against the default phantom's
+    def lv_rv_angle(label):
+        c = [np.argwhere(label == k)[:, 1:].mean(axis=0) for k in (3, 1)]
+        return np.degrees(np.arctan2(*(c[1] - c[0])))
+    turn = (lv_rv_angle(lab) - lv_rv_angle(base_lab) + 180) % 360 - 180
+    assert 25 < abs(turn) < 55
+    # alt contrast: LV blood no longer much brighter than RV blood relative to myocardium
+    ratio = lambda im, lb: np.median(im[lb == 3]) / np.median(im[lb == 2])  # noqa: E731
+    assert ratio(img, lab) < 0.8 * ratio(base_img, base_lab)
+    out = make_phantoms("cardiac", 2, 1, tmp_path / "d", seed=5, test_cases=0, variant=v)
+    assert json.loads((out / "dataset.json").read_text())["actionpp_phantom"]["variant"]["oblique"] == 40.0
+    with pytest.raises(DataError, match="--spacing"):
+        Variant(spacing=(1.4,))
+    with pytest.raises(DataError, match="only the cardiac"):
+        phantom_case("atrium", 0, 0, (8, 16, 16), variant=v)

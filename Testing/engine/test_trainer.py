@@ -76,4 +76,52 @@ def test_final_scores_use_labeled_test_split(tmp_path, tiny_dataset):
     Trainer(tiny_config(tmp_path, method="supervised", iterations=2, val_fraction=0.5), tiny_dataset,
             show_bar=False).run()
     meta = checkpoint.load(tmp_path / "run" / "model.pt")
-    assert 0.0 <= meta["test_dice"] <= 1.0 and 0.0 <= meta["val_dice"] <= 1.0
+    # recompute from the saved model the way a user would: predict the test case, score it
+    from actionpp.inference import Predictor
+    from actionpp.metrics import case_metrics
+
+    case = tiny_dataset.test[0]
+    pred = Predictor.load(tmp_path / "run" / "model.pt").predict_array(case.image)
+    scores = case_metrics(pred, case.label, tiny_dataset.labels, case.geometry.spacing)
+    expected = sum(scores[c]["dice"] for c in scores) / len(scores)
+    assert abs(meta["test_dice"] - expected) < 1e-6
+    assert meta["val_dice"] is not None and meta["val_dice"] != meta["test_dice"]  # another split, another score
+
+
+def test_pretraining_temperatures_follow_the_method():
+    from actionpp.config import Config
+    from actionpp.pretrain import pretrain_temperatures
+
+    pp = Config(method="actionpp", iterations=100)
+    act = Config(method="action", iterations=100)
+    taus_pp = {pretrain_temperatures(pp, it, 100) for it in range(0, 100, 3)}
+    assert len(taus_pp) > 3 and max(t for t, _ in taus_pp) == 1.0                  # cosine schedule
+    assert {pretrain_temperatures(act, it, 100) for it in range(0, 100, 5)} == {(0.1, 0.01)}  # constant
+
+
+def test_supervised_pretraining_sees_no_unlabeled_image(tmp_path, tiny_dataset, monkeypatch):
+    import actionpp.pretrain as pre
+
+    seen = {}
+
+    def spy(cfg, model, num_classes, batches, device, events, out):
+        seen["unlabeled"] = len(batches.unlabeled)
+        seen["batch"] = set(batches[0])
+
+    monkeypatch.setattr(pre, "pretrain", spy)
+    for method in ("supervised", "action"):
+        Trainer(tiny_config(tmp_path / method, method=method, pretrain_iterations=1, iterations=1), tiny_dataset,
+                show_bar=False).run()
+        assert (seen["unlabeled"] == 0) == (method == "supervised")
+        assert ("u_image" in seen["batch"]) == (method != "supervised")
+
+
+def test_head_learning_rate_scale(tmp_path, tiny_dataset):
+    t = Trainer(tiny_config(tmp_path, head_lr_scale=100.0, iterations=2), tiny_dataset, show_bar=False)
+    t.train_step(t.batches[0], 0)
+    net_lr, head_lr = (g["lr"] for g in t.opt.param_groups)
+    assert head_lr == 100.0 * net_lr > 0
+    head_ids = {id(p) for p in t.learner.student.head.parameters()}
+    assert {id(p) for p in t.opt.param_groups[1]["params"]} == head_ids
+    plain = Trainer(tiny_config(tmp_path / "p", iterations=2), tiny_dataset, show_bar=False)
+    assert len(plain.opt.param_groups) == 1  # the default keeps one group: earlier checkpoints still load

@@ -45,6 +45,9 @@ HELP = {
     "strong_threshold": "pseudo-label confidence threshold and AnCo hard-anchor threshold (delta_s)",
     "weak_threshold": "teacher confidence making an unlabeled pixel valid for AnCo (delta_w)",
     "split_bn": "student forward on labeled and unlabeled halves separately (separate BatchNorm statistics)",
+    "head_lr_scale": "learning rate of the representation head relative to --lr (1: official; 100 = 1/weight)",
+    "teacher": "official: parameters-only EMA teacher in train mode (as the paper's code); eval: eval mode with "
+               "averaged BN statistics",
     "unsup_rampup": "sigmoid ramp-up of the pseudo-label weight over this fraction of the run (0: none)",
     "unsup_threshold": "pseudo-label threshold: fixed (delta_s for all classes) or class-adaptive (scaled per class)",
     "class_conf_momentum": "EMA momentum of the per-class teacher confidence (class-adaptive thresholds)",
@@ -72,7 +75,10 @@ HELP = {
     "centers": "class centres: auto (simplex/optimised) or a .npy file of C x D unit vectors",
     "tau_period": "cosine temperature period as a fraction of the run",
     "tau_step": f"advance the temperature per {' or per '.join(TAU_STEPS)}",
-    "pretrain_iterations": "contrastive pre-training iterations before fine-tuning (0: none)",
+    "pretrain_iterations": "contrastive pre-training iterations before fine-tuning (-1: auto = 25%% of --iterations "
+                           "for action/actionpp, none for the others; 0: off)",
+    "pretrain_tau_period": "period of the pre-training cosine temperatures, fraction of the stage",
+    "dims_defaults": "3D runs take the official 3D constants for settings left at their 2D defaults",
     "pretrain_memory": "pre-training memory-bank size",
     "pretrain_latent_dim": "pre-training latent dimension",
     "pretrain_tau_student": "pre-training student temperature (lower bound of its cosine schedule)",
@@ -150,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--out", required=True, help="new dataset folder")
     ph.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     ph.add_argument("--size", type=int, nargs=3, metavar=("Z", "Y", "X"), help="volume size (default per kind)")
+    ph.add_argument("--spacing", type=float, nargs=2, metavar=("IN_PLANE", "THROUGH_PLANE"),
+                    help="cardiac: voxel size in mm at the default size (default: drawn per case, ~1.5 x 9)")
+    ph.add_argument("--oblique", type=float, default=0.0, help="cardiac: rotate the anatomy in-plane by this many "
+                    "degrees (+-10 per case) and write matching direction cosines (default: 0)")
+    ph.add_argument("--intensity", choices=("default", "alt"), default="default",
+                    help="cardiac: tissue contrast scheme; alt = other tissue means and a per-case gamma")
 
     d = sub.add_parser("demo", help="phantoms -> train -> predict -> evaluate -> report.md")
     d.add_argument("--out", default="demo_out", help="demo folder (default: demo_out)")
@@ -189,10 +201,12 @@ def _evaluate(a: argparse.Namespace) -> None:
 
 
 def _phantoms(a: argparse.Namespace) -> None:
+    from actionpp.data.phantom_variants import Variant
     from actionpp.data.phantoms import make_phantoms
 
+    variant = Variant(tuple(a.spacing) if a.spacing else None, a.oblique, a.intensity)
     path = make_phantoms(a.kind, a.cases, a.labeled, Path(a.out), seed=a.seed, test_cases=a.test_cases,
-                         size=tuple(a.size) if a.size else None)
+                         size=tuple(a.size) if a.size else None, variant=None if variant.is_default else variant)
     print(f"wrote {a.kind} phantoms to {path}")
 
 

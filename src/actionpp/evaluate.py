@@ -10,7 +10,7 @@ import numpy as np
 
 from actionpp.data.io import DataError, read_image
 from actionpp.data.layout import case_name, find_images
-from actionpp.metrics import case_metrics, format_table, summarize
+from actionpp.metrics import case_metrics, format_table, strict_json, summarize
 
 
 def _labels(path: str | Path | None, values: set[int]) -> dict[str, int]:
@@ -25,7 +25,10 @@ def _labels(path: str | Path | None, values: set[int]) -> dict[str, int]:
 
 def evaluate_paths(pred: str | Path, gt: str | Path, labels: str | Path | None = None,
                    out: str | Path | None = None, quiet: bool = False) -> dict[str, Any]:
-    """Per case and per class Dice, Jaccard, HD95 and ASD (mm); prints a summary table; optionally writes JSON."""
+    """Per case and per class Dice, Jaccard, HD95 and ASD (mm); prints a summary table; optionally writes JSON.
+
+    Missed structures (truth present, prediction empty) get the image-diagonal distance penalty and are counted
+    per class as ``missed`` (see :mod:`actionpp.metrics`); the JSON file is strict (null, never NaN)."""
     preds = {case_name(p): p for p in find_images(pred)}
     gts = {case_name(p): p for p in find_images(gt)}
     missing = sorted(set(gts) - set(preds)) if Path(gt).is_dir() else []
@@ -41,10 +44,10 @@ def evaluate_paths(pred: str | Path, gt: str | Path, labels: str | Path | None =
         loaded.append((case_name(g), p_arr, g_arr, g_geo))
     classes = _labels(labels, {int(v) for _, _, g_arr, _ in loaded for v in np.unique(g_arr)})
     per_case = {name: case_metrics(p_arr, g_arr, classes, geo.spacing) for name, p_arr, g_arr, geo in loaded}
-    result = {"per_case": per_case, "summary": summarize(per_case)}
+    result = strict_json({"per_case": per_case, "summary": summarize(per_case)})
     if not quiet:
         print(format_table(result["summary"]))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2, allow_nan=True) + "\n")
+        Path(out).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n")
     return result

@@ -11,8 +11,9 @@ actionpp       EMA          pseudo-label CE       cosine tau (0.1..1.0)       co
 
 One step of ``actionpp`` (shapes ``B = Bl + Bu``, ``S`` the patch):
 
-1. the teacher (eval mode, no grad) runs on ``x_u``: pseudo-labels ``y_u`` and confidences ``c_u``; with ASCL also on
-   ``x_l`` for ASCL's teacher features, in bfloat16 where ``--ascl-precision`` resolves to it;
+1. the teacher (no grad; train mode with ``--teacher official``, the default) runs on ``x_u``: pseudo-labels
+   ``y_u`` and confidences ``c_u``; with ASCL also on ``x_l`` for ASCL's teacher features, in bfloat16 where
+   ``--ascl-precision`` resolves to it;
 2. ``x_u, y_u, c_u`` are mixed inside the unlabeled batch (CutMix / ClassMix), strongly augmented (intensity on the
    image only, flips on all three);
 3. the student runs on ``x_l`` and ``x_u`` (two passes with ``--split-bn``, the default; one joint pass
@@ -75,7 +76,7 @@ class Learner(nn.Module):
         self.cfg, self.spec, self.num_classes = cfg, SPECS[cfg.method], num_classes
         self.iters_per_epoch = max(1, iters_per_epoch)
         self.student = Model(cfg, in_channels, num_classes)
-        self.teacher = EMATeacher(self.student, cfg.ema_momentum) if self.spec.teacher else None
+        self.teacher = self._new_teacher() if self.spec.teacher else None
         self.dice_ce = DiceCE()
         self.register_buffer("class_conf", torch.ones(num_classes))  # EMA of the teacher's per-class confidence
         self.ascl = None
@@ -96,7 +97,12 @@ class Learner(nn.Module):
     def reset_teacher(self) -> None:
         """Restart the teacher as a copy of the current student (after pre-training)."""
         if self.teacher is not None:
-            self.teacher = EMATeacher(self.student, self.cfg.ema_momentum)
+            self.teacher = self._new_teacher()
+
+    def _new_teacher(self) -> EMATeacher:
+        """``--teacher eval``: eval mode, BN buffers averaged; ``official``: parameters only, train mode."""
+        official = self.cfg.teacher == "official"
+        return EMATeacher(self.student, self.cfg.ema_momentum, average_buffers=not official, train_mode=official)
 
     def extra_state(self) -> dict:
         """Checkpoint state outside ``state_dict()``: the teacher."""

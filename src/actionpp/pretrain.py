@@ -1,6 +1,7 @@
 """Contrastive pre-training (the ACTION/ACTION++ stage before fine-tuning): relational distillation.
 
-For ``cfg.pretrain_iterations`` steps, on batches of labeled + unlabeled images:
+For ``cfg.pretrain_iterations`` steps, on batches of labeled + unlabeled images (labeled only for ``--method
+supervised``):
 
 * two independent strong views of the batch (the official code augments one shared tensor in place, so its views
   coincide in 3D and share the colour jitter in 2D, method.md §8.4);
@@ -10,7 +11,8 @@ For ``cfg.pretrain_iterations`` steps, on batches of labeled + unlabeled images:
 * local term: the same per window of the logit map, against the memory's vectors of the same window
   (:class:`~actionpp.losses.distill.LocalRelationalDistill`; method.md §8.7 fixed);
 * ``L = L_sup + k1 L_global + k2 L_local`` with DiceCE on the labeled half; the student and teacher temperatures
-  follow the cosine schedule from ``pretrain_tau_student`` / ``pretrain_tau_teacher`` up to ``pretrain_tau_max``.
+  follow the cosine schedule from ``pretrain_tau_student`` / ``pretrain_tau_teacher`` up to ``pretrain_tau_max`` for
+  ACTION++ and stay at those values for the other methods (:func:`pretrain_temperatures`).
 
 The pre-trained student initialises both student and teacher of fine-tuning. Its weights are saved to
 ``RUN/checkpoints/pretrain.pt``; a resumed run with that file skips the stage (an interrupted stage restarts).
@@ -52,6 +54,15 @@ class DistillNet(nn.Module):
         return logits, self.global_head(feats[0]), self.local_head(logits)
 
 
+def pretrain_temperatures(cfg: Config, it: int, total: int) -> tuple[float, float]:
+    """``(tau_student, tau_teacher)`` at step ``it``: ACTION++ follows the cosine schedule from the lower bounds up to
+    ``pretrain_tau_max`` (period ``pretrain_tau_period``); every other method keeps them constant (ACTION's ISD)."""
+    if cfg.method != "actionpp":
+        return cfg.pretrain_tau_student, cfg.pretrain_tau_teacher
+    return (cosine_tau(it, total, cfg.pretrain_tau_student, cfg.pretrain_tau_max, cfg.pretrain_tau_period),
+            cosine_tau(it, total, cfg.pretrain_tau_teacher, cfg.pretrain_tau_max, cfg.pretrain_tau_period))
+
+
 def pretrain(cfg: Config, model: Model, num_classes: int, batches: IterationBatches, device: torch.device,
              events: EventLog, out: Path) -> None:
     """Run the stage in place on ``model`` (the student used afterwards); see the module docstring."""
@@ -80,8 +91,7 @@ def pretrain(cfg: Config, model: Model, num_classes: int, batches: IterationBatc
         x = torch.cat([x_l, batch["u_image"].to(device)]) if "u_image" in batch else x_l
         view_s = apply_strong(x, sample_strong_params(x.shape[0], g))
         view_t = apply_strong(x, sample_strong_params(x.shape[0], g))
-        tau_s = cosine_tau(it, total, cfg.pretrain_tau_student, cfg.pretrain_tau_max, cfg.tau_period)
-        tau_t = cosine_tau(it, total, cfg.pretrain_tau_teacher, cfg.pretrain_tau_max, cfg.tau_period)
+        tau_s, tau_t = pretrain_temperatures(cfg, it, total)
         net.train()
         logits, z_s, w_s = net(view_s)
         _, z_t, w_t = teacher(view_t)

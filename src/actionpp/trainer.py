@@ -74,7 +74,11 @@ class Trainer:
         per_epoch = sum(c.image.shape[0] if cfg.dims == 2 else 1 for c in unlabeled) / max(cfg.batch_unlabeled, 1)
         torch.manual_seed(cfg.seed)
         self.learner = Learner(cfg, self.ds.num_classes, 1, iters_per_epoch=math.ceil(per_epoch)).to(self.device)
-        self.opt = torch.optim.SGD(self.learner.student.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+        student = self.learner.student  # a second group only when the head learns at head_lr_scale x lr, so
+        groups = ([{"params": list(student.net.parameters()), "scale": 1.0},  # earlier checkpoints still resume
+                   {"params": list(student.head.parameters()), "scale": float(cfg.head_lr_scale)}]
+                  if cfg.head_lr_scale != 1.0 else [{"params": list(student.parameters()), "scale": 1.0}])
+        self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
                                    weight_decay=cfg.weight_decay, nesterov=cfg.nesterov and cfg.momentum > 0)
         precision = "fp16" if cfg.precision == "fp32" and cfg.amp and self.device.type == "cuda" else cfg.precision
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
@@ -97,7 +101,7 @@ class Trainer:
         cfg = self.cfg
         lr = poly_lr(cfg.lr, it, cfg.iterations, cfg.poly_power)
         for group in self.opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("scale", 1.0)
         seed = step_seed(cfg.seed, it, self.dist.rank if self.dist.active else None)
         torch.manual_seed(seed)
         g = torch.Generator().manual_seed(seed)
@@ -204,8 +208,9 @@ class Trainer:
         """Contrastive pre-training of the student, then a teacher that starts from it (fine-tuning's start)."""
         from actionpp.pretrain import pretrain
 
-        with_unlabeled = IterationBatches(self.cfg, self.train_cases, self.ds.unlabeled or self.train_cases,
-                                          length=self.cfg.pretrain_iterations,
+        # supervised learning sees no unlabeled image, in pre-training either
+        unlabeled = [] if self.cfg.method == "supervised" else (self.ds.unlabeled or self.train_cases)
+        with_unlabeled = IterationBatches(self.cfg, self.train_cases, unlabeled, length=self.cfg.pretrain_iterations,
                                           rank=self.dist.rank if self.dist.active else None)
         pretrain(self.cfg, self.learner.student, self.ds.num_classes, with_unlabeled, self.device, events, self.out)
         self.learner.reset_teacher()

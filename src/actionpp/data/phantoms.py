@@ -27,7 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from actionpp.data import phantom_variants as pv
 from actionpp.data.io import IMAGE_SUFFIXES, DataError, Geometry, write_image
+from actionpp.data.phantom_variants import Variant
 
 KINDS = ("cardiac", "atrium")
 DEFAULT_SIZE = {"cardiac": (10, 128, 128), "atrium": (48, 64, 64)}
@@ -86,13 +88,16 @@ def _rot(u: np.ndarray, v: np.ndarray, angle: float) -> tuple[np.ndarray, np.nda
 # ----------------------------------------------------------------------------------------------------------------
 # cardiac
 # ----------------------------------------------------------------------------------------------------------------
-def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["cardiac"]
+def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["cardiac"],
+                 variant: Variant | None = None, vrng: np.random.Generator | None = None
                  ) -> tuple[np.ndarray, np.ndarray, Geometry]:
     """One synthetic short-axis cine stack.
 
     Args:
-        rng: the case's generator (all randomness comes from it).
+        rng: the case's generator (all randomness of the default phantom comes from it).
         size: ``(Z, Y, X)``.
+        variant: spacing / oblique / intensity changes (:mod:`actionpp.data.phantom_variants`); None: default.
+        vrng: generator of the variant's own draws (per-case rotation and gamma).
 
     Returns:
         ``(image, label, geometry)``: ``(Z, Y, X)`` float32 MR-like magnitudes (arbitrary positive scale), uint8 labels
@@ -101,9 +106,14 @@ def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["c
     """
     Z, Y, X = (int(s) for s in size)
     d0 = DEFAULT_SIZE["cardiac"]
-    s_in = rng.uniform(1.35, 1.65)
-    sx, sy, sz = s_in * d0[2] / X, s_in * d0[1] / Y, rng.uniform(8.0, 10.0) * d0[0] / Z
+    s_in, s_z = rng.uniform(1.35, 1.65), rng.uniform(8.0, 10.0)
+    if variant is not None and variant.spacing is not None:
+        s_in, s_z = variant.spacing
+    sx, sy, sz = s_in * d0[2] / X, s_in * d0[1] / Y, s_z * d0[0] / Z
     z, y, x = _grid((Z, Y, X), (sz, sy, sx))
+    vrng = vrng if vrng is not None else np.random.default_rng(0)
+    angle = pv.rotation(variant, vrng)
+    x, y = pv.rotate_plane(x, y, angle)
     t = ((np.arange(Z, dtype=np.float32) + 0.5) / Z).reshape(Z, 1, 1)  # 0 base .. 1 apex
 
     # --- body, lungs, liver, aorta (background structures) ---------------------------------------------------
@@ -175,33 +185,39 @@ def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["c
     label[myo] = 2
     label[lv] = 3
     label[pap] = 4
+    if not (label == 4).any() and angle != 0.0:  # rotated grid: nearest voxel centre on the basal slice
+        d2 = np.broadcast_to((x - pap_centres[0][0]) ** 2 + (y - pap_centres[0][1]) ** 2, (1, Y, X))[0]
+        iy, ix = np.unravel_index(int(np.argmin(d2)), (Y, X))
+        label[0, iy, ix] = 4
     if not (label == 4).any():  # guarantee the rare class: nearest voxel to a muscle centre on the basal slice
         iy = int(np.clip(np.floor(pap_centres[0][1] / sy + Y / 2.0), 0, Y - 1))
         ix = int(np.clip(np.floor(pap_centres[0][0] / sx + X / 2.0), 0, X - 1))
         label[0, iy, ix] = 4
 
     # --- intensities -----------------------------------------------------------------------------------------
-    def lvl(mean: float, jitter: float = 0.06) -> np.float32:
-        return np.float32(mean + rng.uniform(-jitter, jitter))
+    alt = pv.ALT_LEVELS if variant is not None and variant.intensity == "alt" else {}
+
+    def lvl(mean: float, jitter: float = 0.06, tissue: str = "") -> np.float32:
+        return np.float32(alt.get(tissue, mean) + rng.uniform(-jitter, jitter))
 
     img = np.full((Z, Y, X), lvl(0.03, 0.02), dtype=np.float32)
-    img[np.broadcast_to(body, img.shape)] = lvl(0.36)
-    img[np.broadcast_to(fat, img.shape)] = lvl(0.75)
-    img[np.broadcast_to(lungs, img.shape) & ~heart] = lvl(0.06, 0.03)
-    img[liver & ~heart & ~lungs] = lvl(0.42)
-    img[np.broadcast_to(aorta, img.shape) & ~heart] = lvl(0.85)
-    img[peri] = lvl(0.78)
-    img[rv_wall] = lvl(0.3)
-    img[label == 1] = lvl(0.86)
-    img[label == 2] = lvl(0.3)
-    img[label == 3] = lvl(0.92)
-    img[label == 4] = lvl(0.34)
-    img = gaussian_filter(img, sigma=(0, 0.7, 0.7), mode="nearest")
+    img[np.broadcast_to(body, img.shape)] = lvl(0.36, tissue="body")
+    img[np.broadcast_to(fat, img.shape)] = lvl(0.75, tissue="fat")
+    img[np.broadcast_to(lungs, img.shape) & ~heart] = lvl(0.06, 0.03, "lung")
+    img[liver & ~heart & ~lungs] = lvl(0.42, tissue="liver")
+    img[np.broadcast_to(aorta, img.shape) & ~heart] = lvl(0.85, tissue="aorta")
+    img[peri] = lvl(0.78, tissue="peri")
+    img[rv_wall] = lvl(0.3, tissue="rv_wall")
+    img[label == 1] = lvl(0.86, tissue="RV")
+    img[label == 2] = lvl(0.3, tissue="MYO")
+    img[label == 3] = lvl(0.92, tissue="LV")
+    img[label == 4] = lvl(0.34, tissue="PAP")
+    img = pv.apply_gamma(gaussian_filter(img, sigma=(0, 0.7, 0.7), mode="nearest"), variant, vrng)
     img *= _bias_field(rng, z, y, x, (Z * sz / 2, Y * sy / 2, X * sx / 2), 0.25)
     img = _rician(rng, img, rng.uniform(0.02, 0.05)) * np.float32(rng.uniform(150, 400))
 
     origin = (-X * sx / 2 + rng.uniform(-30, 30), -Y * sy / 2 + rng.uniform(-30, 30), rng.uniform(-60, 40))
-    geometry = Geometry.from_shape((Z, Y, X), (sx, sy, sz), origin)
+    geometry = Geometry.from_shape((Z, Y, X), (sx, sy, sz), origin, pv.direction(angle))
     return img.astype(np.float32), label, geometry
 
 
@@ -305,16 +321,21 @@ def _int_arg(flag: str, value: Any, low: int) -> int:
     return int(value)
 
 
-def phantom_case(kind: str, seed: int, index: int, size: Sequence[int] | None = None
-                 ) -> tuple[np.ndarray, np.ndarray, Geometry]:
-    """Case ``index`` of a phantom dataset (a pure function of ``kind, seed, index, size``)."""
+def phantom_case(kind: str, seed: int, index: int, size: Sequence[int] | None = None,
+                 variant: Variant | None = None) -> tuple[np.ndarray, np.ndarray, Geometry]:
+    """Case ``index`` of a phantom dataset (a pure function of ``kind, seed, index, size, variant``)."""
     rng = np.random.default_rng([int(seed), KINDS.index(kind), int(index)])
-    make = cardiac_case if kind == "cardiac" else atrium_case
-    return make(rng, tuple(size) if size is not None else DEFAULT_SIZE[kind])
+    size = tuple(size) if size is not None else DEFAULT_SIZE[kind]
+    if kind != "cardiac":
+        if variant is not None and not variant.is_default:
+            raise DataError("--spacing/--oblique/--intensity: only the cardiac phantom has variants")
+        return atrium_case(rng, size)
+    return cardiac_case(rng, size, variant, np.random.default_rng([int(seed), KINDS.index(kind), int(index), 1]))
 
 
 def make_phantoms(kind: str, cases: int, labeled: int, out: str | Path, seed: int = 0, test_cases: int = 4,
-                  size: Sequence[int] | None = None, file_ending: str = ".nii.gz") -> Path:
+                  size: Sequence[int] | None = None, file_ending: str = ".nii.gz",
+                  variant: Variant | None = None) -> Path:
     """Write a synthetic nnU-Net v2 raw dataset.
 
     Layout::
@@ -334,6 +355,7 @@ def make_phantoms(kind: str, cases: int, labeled: int, out: str | Path, seed: in
         test_cases: held-out cases with labels (>= 0).
         size: ``(Z, Y, X)`` override of the default size (each >= 1, Y and X >= 8).
         file_ending: one of :data:`~actionpp.data.io.IMAGE_SUFFIXES`.
+        variant: cardiac only: spacing / oblique / intensity changes (:class:`Variant`); None: default phantoms.
 
     Returns:
         ``out`` as a :class:`Path`.
@@ -369,7 +391,7 @@ def make_phantoms(kind: str, cases: int, labeled: int, out: str | Path, seed: in
     out.mkdir(parents=True, exist_ok=True)
 
     for i in range(cases + test_cases):
-        image, label, geometry = phantom_case(kind, seed, i, size)
+        image, label, geometry = phantom_case(kind, seed, i, size, variant)
         name = f"{kind}_{i:03d}"
         split = "Tr" if i < cases else "Ts"
         write_image(image, geometry, out / f"images{split}" / f"{name}_0000{file_ending}", overwrite=False)
@@ -386,7 +408,8 @@ def make_phantoms(kind: str, cases: int, labeled: int, out: str | Path, seed: in
         "numTest": test_cases,
         "file_ending": file_ending,
         "actionpp_phantom": {"kind": kind, "seed": seed, "cases": cases, "labeled": labeled,
-                             "test_cases": test_cases, "size": list(size or DEFAULT_SIZE[kind])},
+                             "test_cases": test_cases, "size": list(size or DEFAULT_SIZE[kind]),
+                             **({"variant": variant.to_dict()} if variant is not None else {})},
     }
     tmp = out / ".dataset.json.tmp"
     tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

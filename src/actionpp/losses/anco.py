@@ -18,7 +18,7 @@ from torch import nn
 
 from ..sampling import uniform
 
-__all__ = ["anco_loss", "AnCoLoss"]
+__all__ = ["anco_loss", "AnCoLoss", "negative_columns"]
 
 
 def anco_loss(anchors: torch.Tensor, anchor_ok: torch.Tensor, pool: torch.Tensor, pool_ok: torch.Tensor, tau: float,
@@ -75,27 +75,13 @@ def _anco(anchors, anchor_ok, pool, pool_ok, tau, num_negatives, generator, shar
     C, A, _ = anchors.shape
     P = pool.shape[1]
     K = num_negatives
-    device = anchors.device
 
     a_hat = F.normalize(anchors, dim=-1)  # (C, A, D)
     proto_hat = F.normalize(pool.mean(dim=1), dim=-1)  # (C, D), detached
     pool_hat = F.normalize(pool, dim=-1).flatten(0, 1)  # (C P, D)
 
-    # class relation q_c(c'), excluding c itself and absent classes
-    rel = proto_hat @ proto_hat.T / tau  # (C, C)
-    allowed = pool_ok[None, :] & ~torch.eye(C, dtype=torch.bool, device=device)
-    rel = rel.masked_fill(~allowed, float("-inf"))
-    rel = torch.where(allowed.any(dim=1, keepdim=True), rel, torch.zeros_like(rel))  # rows without options: unused
-    cdf = torch.softmax(rel, dim=1).cumsum(dim=1)  # (C, C)
-
-    # inverse-CDF class draws, then a uniform row of the drawn class; G negative sets per class
     G = 1 if share_negatives else A
-    u = uniform((2, C, G * K), generator, device, cdf.dtype)
-    neg_cls = torch.searchsorted(cdf.contiguous(), (u[0] * cdf[:, -1:]).contiguous(), right=True)  # (C, A K)
-    last_ok = (C - 1) - torch.flip(allowed, dims=[1]).to(torch.uint8).argmax(dim=1, keepdim=True)  # rounding guard
-    neg_cls = torch.minimum(neg_cls, last_ok)
-    neg_row = (u[1] * P).long().clamp(max=P - 1)
-    cols = (neg_cls * P + neg_row).view(C, G, K)
+    cols = negative_columns(proto_hat, pool_ok, P, G * K, tau, generator).view(C, G, K)
 
     if share_negatives:
         neg = torch.bmm(a_hat, pool_hat[cols[:, 0]].transpose(1, 2))  # (C, A, D) x (C, D, K) -> (C, A, K)
@@ -109,6 +95,38 @@ def _anco(anchors, anchor_ok, pool, pool_ok, tau, num_negatives, generator, shar
     n_present = pool_ok.sum()
     total = torch.where(used, ce, torch.zeros_like(ce)).sum()
     return torch.where(n_present >= 2, total / n_present.clamp(min=1), total * 0)
+
+
+def negative_columns(proto_hat: torch.Tensor, pool_ok: torch.Tensor, P: int, n: int, tau: float,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""Draw ``n`` negatives per class: flat pool rows ``c' P + j`` with ``c' ~ q_c`` and ``j ~ U{0..P-1}``.
+
+    ``q_c(c') = softmax_{c' != c, pool_ok[c']}(proto_hat_c . proto_hat_c' / tau)`` (the class relation; rows of a
+    class with no other present class are unused). Inverse-CDF sampling from ``2 C n`` uniforms.
+
+    Args:
+        proto_hat: ``(C, D)`` unit prototypes.
+        pool_ok: ``(C,)`` bool, class present.
+        P: pool rows per class.
+        n: draws per class.
+        tau: temperature of the class relation.
+        generator: see :func:`anco_loss`.
+
+    Returns:
+        ``(C, n)`` int64 column indices into the ``(C P)`` flattened pool.
+    """
+    C, device = proto_hat.shape[0], proto_hat.device
+    rel = proto_hat @ proto_hat.T / tau  # (C, C)
+    allowed = pool_ok[None, :] & ~torch.eye(C, dtype=torch.bool, device=device)
+    rel = rel.masked_fill(~allowed, float("-inf"))
+    rel = torch.where(allowed.any(dim=1, keepdim=True), rel, torch.zeros_like(rel))  # rows without options: unused
+    cdf = torch.softmax(rel, dim=1).cumsum(dim=1)  # (C, C)
+    u = uniform((2, C, n), generator, device, cdf.dtype)
+    neg_cls = torch.searchsorted(cdf.contiguous(), (u[0] * cdf[:, -1:]).contiguous(), right=True)  # (C, n)
+    last_ok = (C - 1) - torch.flip(allowed, dims=[1]).to(torch.uint8).argmax(dim=1, keepdim=True)  # rounding guard
+    neg_cls = torch.minimum(neg_cls, last_ok)
+    neg_row = (u[1] * P).long().clamp(max=P - 1)
+    return neg_cls * P + neg_row
 
 
 class AnCoLoss(nn.Module):
