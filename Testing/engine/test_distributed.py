@@ -62,9 +62,10 @@ def test_two_processes_write_one_log_and_a_model_that_predicts(phantoms, tmp_pat
                      "--checkpoint-every", "2", *TINY)
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
-    events = _events(run)
+    events = [e for e in _events(run) if e.get("phase") != "pretrain"]  # pre-training has its own start/iters
     assert [e["event"] for e in events].count("start") == 1 and [e["event"] for e in events].count("done") == 1
     assert [e["iteration"] for e in events if e["event"] == "iter"] == [1, 2, 3, 4]
+    assert [e["iteration"] for e in _events(run) if e.get("phase") == "pretrain" and e["event"] == "iter"] == [1]
     from actionpp.cli import main
 
     assert main(["predict", str(run), str(phantoms / "imagesTs"), "--out", str(tmp_path / "pred"),
@@ -129,7 +130,7 @@ def test_a_two_process_run_resumes_in_one_process(phantoms, tmp_path):
     from actionpp.cli import main
 
     assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0
-    starts = [e for e in _events(run) if e["event"] == "start"]
+    starts = [e for e in _events(run) if e["event"] == "start" and e.get("phase") != "pretrain"]
     assert starts[-1]["start_iteration"] >= stopped and (run / "model.pt").is_file()
 
 
