@@ -79,6 +79,7 @@ class StudioApp(TrameApp):
                   "method": "actionpp", "dims": 2, "iterations": 1000, "device": "auto",
                   "training": False, "progress": 0, "progress_text": "", "can_resume": False,
                   "models": [], "model": None, "segmenting": False, "result_ready": False, "result_name": "",
+                  "result_title": "",
                   "message": "", "message_type": "info"})
         self.refreshCases()
         self.refreshModels()
@@ -210,7 +211,8 @@ class StudioApp(TrameApp):
         if status.state == jobs.FINISHED and status.segmentation is not None:
             self.result = status.segmentation
             self.selectCase(self._referenceOf(self.result))
-            self.state.update({"result_ready": True, "result_name": mrml.safeFileStem(self.result.GetName())})
+            self.state.update({"result_ready": True, "result_title": self.result.GetName(),
+                               "result_name": mrml.safeFileStem(self.result.GetName())})
             self._say(f"Result: {self.result.GetName()}", "success")
         else:
             self._say(f"Segment failed: {status.errorMessage}", "error")
@@ -299,7 +301,7 @@ class StudioApp(TrameApp):
         v3.VBtn("Segment selected case", click=self.segment, disabled=("!model || segmenting || !selected_case",),
                 color="primary", classes="mt-1", raw_attrs=testid("segment-button"))
         with html.Div(v_if="result_ready", classes="mt-2", raw_attrs=testid("result-ready")):
-            html.Div("{{ result_name }} is shown in the views", classes="text-caption")
+            html.Div("{{ result_title }}: shown in the views", classes="text-caption")
             v3.VBtn("Download .seg.nrrd", prepend_icon="mdi-download", variant="outlined", size="small",
                     raw_attrs=testid("download-button"),
                     click=(f"utils.download(result_name + '.seg.nrrd', "

@@ -1,0 +1,95 @@
+"""The Studio page in Debian's Chromium: the views stream, a tiny model trains from the button, a case is segmented,
+the result appears (DOM state and pixels) and downloads as ``.seg.nrrd``; a non-loopback bind refuses a request
+without its token."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import REPO, StudioServer, requireWeb
+
+VIEWS_READY = """() => [...document.querySelectorAll('[data-testid=views] img')]
+                     .filter(i => i.naturalWidth > 16 && i.complete).length >= 4"""
+SCREENSHOT = REPO / "docs" / "images" / "studio.png"
+
+
+def _visiblyDrawn(png: bytes) -> tuple[int, float]:
+    """(distinct colours, standard deviation of grey levels) of a screenshot."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    colours = len(np.unique(pixels.reshape(-1, 3)[::7], axis=0))
+    return colours, float(pixels.mean(axis=2).std())
+
+
+def test_train_then_segment_from_the_page(studio, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page.goto(studio.url)
+    cases = page.get_by_test_id("case-list")
+    cases.wait_for(timeout=60_000)
+    page.wait_for_function(VIEWS_READY, timeout=90_000)
+    assert "cardiac_000 segmentation" in cases.inner_text() and "unlabeled" in cases.inner_text()
+
+    page.get_by_label("Iterations").fill("6")
+    page.get_by_test_id("train-button").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=progress-text]').innerText.includes('6/6')",
+                           timeout=180_000)
+    page.wait_for_function("() => !document.querySelector('[data-testid=train-button]').disabled", timeout=30_000)
+    assert "Training finished" in page.get_by_test_id("message").inner_text(), studio.output()[-2000:]
+    assert page.get_by_test_id("progress").get_attribute("aria-valuenow") == "100"
+    assert "actionpp" in page.get_by_test_id("model-select").inner_text()
+
+    page.locator("[data-case=cardiac_003]").click()
+    page.get_by_test_id("segment-button").click()
+    page.get_by_test_id("result-ready").wait_for(timeout=120_000)
+    assert "cardiac_003 ACTIONpp" in page.get_by_test_id("result-ready").inner_text()
+    page.wait_for_timeout(3000)  # the views re-render with the result over the slices and in 3D
+    page.wait_for_function(VIEWS_READY, timeout=30_000)
+
+    shot = page.get_by_test_id("views").screenshot()
+    colours, spread = _visiblyDrawn(shot)
+    assert colours > 50 and spread > 10, f"the view area looks blank: {colours} colours, grey-level std {spread:.1f}"
+    whole = tmp_path / "studio.png"
+    page.screenshot(path=str(whole))
+    if os.environ.get("ACTIONPP_UPDATE_SCREENSHOT"):
+        shutil.copyfile(whole, SCREENSHOT)
+
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_test_id("download-button").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.endswith(".seg.nrrd") and saved.read_bytes()[:4] == b"NRRD"
+    runs = list((tmp_path / "work" / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "model.pt").is_file()
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_network_bind_refuses_requests_without_the_token(tmp_path):
+    requireWeb()
+    token = "test-token-0123456789abcdef"
+    server = StudioServer(tmp_path / "work", "--host", "0.0.0.0", "--token", token)
+    try:
+        assert f"?token={token}" in server.url
+        assert "reachable from the network" in server.output()
+        port = server.url.split(":")[2].split("/")[0]
+        base = f"http://127.0.0.1:{port}"
+        assert _status(f"{base}/index.html") == 403
+        assert _status(f"{base}/") == 403
+        assert _status(f"{base}/index.html?token=wrong-token-0123456789") == 403
+        assert _status(f"{base}/index.html?token={token}") == 200
+    finally:
+        server.stop()
