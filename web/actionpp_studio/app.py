@@ -56,6 +56,7 @@ class StudioApp(TrameApp):
         self.result = None
         self._training = False
         self._segmenting = False
+        self._shown = None
         workspace.loadCases(context, folders)
 
         register_rca_factories(self.slicerApp.view_manager, self.server)
@@ -123,7 +124,11 @@ class StudioApp(TrameApp):
         if volume is None:
             return
         self.state.selected_case = nodeId
-        self.slicerApp.display_manager.show_volume(volume, do_reset_views=True)
+        display = self.slicerApp.display_manager
+        if self._shown is not None and self._shown is not volume:
+            display.hide_volume(self._shown)
+        self._shown = volume
+        display.show_volume(volume, do_reset_views=True)
         shown = {self.logic.guessSegmentation(volume)}
         if self.result is not None and self._referenceOf(self.result) == nodeId:
             shown.add(self.result)
@@ -253,7 +258,7 @@ class StudioApp(TrameApp):
                          style=("{color: message_type === 'error' ? '#ff6b6b' : 'inherit'}",))
             with self.ui.content:
                 with html.Div(classes="d-flex", style="height: calc(100vh - 64px);"):
-                    with html.Div(classes="pa-2", style="width: 380px; overflow-y: auto; flex: none;"):
+                    with html.Div(classes="pa-2", style="width: 420px; overflow-y: auto; flex: none;"):
                         self._casePanel(ctrl)
                         self._trainPanel(ctrl)
                         self._segmentPanel(ctrl)
