@@ -83,3 +83,23 @@ def test_bad_arguments_give_one_line(tmp_path, capsys, args, message):
     assert main(["studio", "--work", str(tmp_path / "work"), *args]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("actionpp studio: error: ") and message in err and "\n" not in err
+
+
+def test_without_the_web_extra_one_line_and_nothing_written(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['trame'] = None; from actionpp.cli import main; "
+            f"sys.exit(main(['studio', '--work', {str(tmp_path / 'work')!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("actionpp studio: error: studio: expected the web extra")
+    assert not (tmp_path / "work").exists()
+
+
+def test_every_studio_flag_has_help():
+    from actionpp_studio.server import buildParser
+
+    for action in buildParser()._actions:
+        assert action.help and action.help.strip(), f"{action.option_strings} lacks help"

@@ -48,11 +48,15 @@ def build(args) -> "tuple[object, str | None]":
         engineArgs = shlex.split(args.engine_args)
     except ValueError as exc:
         raise workspace.WorkspaceError(f"--engine-args: expected shell-style flags, found {exc}") from None
+    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+    try:
+        from .app import StudioApp
+    except ImportError as exc:
+        raise workspace.WorkspaceError(f"studio: expected the web extra (make web-venv, or pip install -e "
+                                       f"\".[web]\" in an environment of its own), found it missing ({exc})") from None
+
     folders = workspace.prepareFolders(args.data, args.work, args.phantom_cases, args.phantom_labeled,
                                        tuple(args.phantom_size) if args.phantom_size else None)
-    os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-    from .app import StudioApp
-
     return StudioApp(folders, token=token, engineArgs=engineArgs), token
 
 
