@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -31,6 +32,27 @@ def _visiblyDrawn(png: bytes) -> tuple[int, float]:
     return colours, float(pixels.mean(axis=2).std())
 
 
+def _colouredPixels(png: bytes) -> int:
+    """Pixels where red and blue differ clearly: segment colours over the grey image (the 3D view left out)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    axial = pixels[:, : pixels.shape[1] // 2]  # "Axial Primary": the axial view fills the left half
+    return int((np.abs(axial[..., 0] - axial[..., 2]) > 40).sum())
+
+
+def _waitForOverlay(page, timeout: float) -> bytes:
+    """A screenshot of the views once the result is drawn over the axial slice (the stream lags the scene)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        shot = page.get_by_test_id("views").screenshot()
+        if _colouredPixels(shot) > 500:
+            return shot
+        assert time.monotonic() < deadline, "the result never appeared over the axial slice"
+        page.wait_for_timeout(1000)
+
+
 def test_train_then_segment_from_the_page(studio, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
     page.goto(studio.url)
@@ -53,10 +75,7 @@ def test_train_then_segment_from_the_page(studio, browser, tmp_path):
     page.get_by_test_id("segment-button").click()
     page.get_by_test_id("result-ready").wait_for(timeout=120_000)
     assert "cardiac_003 ACTIONpp" in page.get_by_test_id("result-ready").inner_text()
-    page.wait_for_timeout(3000)  # the views re-render with the result over the slices and in 3D
-    page.wait_for_function(VIEWS_READY, timeout=30_000)
-
-    shot = page.get_by_test_id("views").screenshot()
+    shot = _waitForOverlay(page, timeout=60)
     colours, spread = _visiblyDrawn(shot)
     assert colours > 50 and spread > 10, f"the view area looks blank: {colours} colours, grey-level std {spread:.1f}"
     whole = tmp_path / "studio.png"
