@@ -115,3 +115,38 @@ def test_network_bind_refuses_requests_without_the_token(tmp_path):
         assert _status(f"{base}/index.html?token={token}") == 200
     finally:
         server.stop()
+
+
+def _voxels(page) -> int:
+    return int(page.get_by_test_id("edit-info").inner_text().split(":")[1].split()[0])
+
+
+def _dragAcrossAxial(page) -> None:
+    box = page.get_by_test_id("views").bounding_box()
+    x0, y = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.5
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    for i in range(1, 16):
+        page.mouse.move(x0 + i * box["width"] * 0.02, y, steps=2)
+    page.mouse.up()
+
+
+def test_paint_and_erase_in_the_axial_view(studio, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(studio.url)
+    page.get_by_test_id("edit-info").wait_for(timeout=60_000)  # cardiac_000 (labeled) is selected at start
+    page.wait_for_function(VIEWS_READY, timeout=90_000)
+    before = _voxels(page)
+
+    page.get_by_test_id("paint-button").click()
+    _dragAcrossAxial(page)
+    page.wait_for_function(f"() => !document.querySelector('[data-testid=edit-info]').innerText.includes(': {before} ')",
+                           timeout=30_000)
+    painted = _voxels(page)
+    assert painted > before
+
+    page.get_by_test_id("erase-button").click()
+    _dragAcrossAxial(page)
+    page.wait_for_function(f"() => !document.querySelector('[data-testid=edit-info]').innerText.includes(': {painted} ')",
+                           timeout=30_000)
+    assert _voxels(page) < painted

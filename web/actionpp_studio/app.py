@@ -20,12 +20,13 @@ from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
+from trame_slicer.segmentation import SegmentationEffectErase, SegmentationEffectPaint
 from trame_vuetify.ui.vuetify3 import SinglePageLayout
 
 from . import security, workspace
 
 workspace.ensureLogicOnPath()
-from ACTIONppLogic import jobs, mrml  # noqa: E402
+from ACTIONppLogic import export, jobs, mrml  # noqa: E402
 from ACTIONppLogic.core import ModuleLogic  # noqa: E402
 from ACTIONppLogic.jobs import TrainingSettings  # noqa: E402
 
@@ -33,6 +34,7 @@ METHODS = [{"title": "ACTION++", "value": "actionpp"}, {"title": "ACTION", "valu
            {"title": "Mean teacher", "value": "mean-teacher"}, {"title": "Supervised only", "value": "supervised"}]
 DEVICES = [{"title": "Auto", "value": "auto"}, {"title": "CPU", "value": "cpu"}, {"title": "GPU 0", "value": "cuda:0"}]
 POLL_SECONDS = 0.5
+EFFECTS = {"paint": SegmentationEffectPaint, "erase": SegmentationEffectErase}
 
 
 def testid(name: str) -> list[str]:
@@ -57,6 +59,7 @@ class StudioApp(TrameApp):
         self._training = False
         self._segmenting = False
         self._shown = None
+        self._edited = None
         workspace.loadCases(context, folders)
 
         register_rca_factories(self.slicerApp.view_manager, self.server)
@@ -67,6 +70,8 @@ class StudioApp(TrameApp):
         self.server.controller.on_server_bind.add(lambda wslinkServer: security.installTokenCheck(wslinkServer, token))
         self.server.controller.on_server_ready.add(self._startPolling)
         self._initState()
+        self.slicerApp.segmentation_editor.segmentation_modified.connect(self._onEdited)
+        self.state.change("segment")(lambda segment, **_: self._selectSegment(segment))
         self._buildUi()
         volumes = self.logic.listVolumes()
         if volumes:
@@ -81,7 +86,8 @@ class StudioApp(TrameApp):
                   "training": False, "progress": 0, "progress_text": "", "can_resume": False,
                   "models": [], "model": None, "segmenting": False, "result_ready": False, "result_name": "",
                   "result_title": "",
-                  "message": "", "message_type": "info"})
+                  "message": "", "message_type": "info",
+                  "segments": [], "segment": None, "effect": "none", "edit_info": ""})
         self.refreshCases()
         self.refreshModels()
 
@@ -134,6 +140,51 @@ class StudioApp(TrameApp):
             shown.add(self.result)
         for segmentation in self.logic.listSegmentations():
             segmentation.SetDisplayVisibility(segmentation in shown)
+        self._editLabelsOf(volume)
+
+    # ---- labeling (trame-slicer's segmentation editor) -------------------------------------------------------------
+    def _editLabelsOf(self, volume) -> None:
+        """Make the case's labels the editor's segmentation (none for an unlabeled case), tools off."""
+        editor = self.slicerApp.segmentation_editor
+        editor.deactivate_effect()
+        self.state.effect = "none"
+        labels = self.logic.guessSegmentation(volume)
+        self._edited = labels
+        if labels is None:
+            self.state.update({"segments": [], "segment": None, "edit_info": ""})
+            return
+        editor.set_active_segmentation(labels, volume)
+        self.state.segments = [{"title": name, "value": sid} for sid, name in mrml.segmentNames(labels)]
+        self.state.segment = editor.get_active_segment_id()
+        self._updateEditInfo()
+
+    def _updateEditInfo(self) -> None:
+        if self._edited is None or not self.state.segment:
+            return
+        count = export.segmentVoxelCount(self._edited, self.state.segment)
+        name = self._edited.GetSegmentation().GetSegment(self.state.segment).GetName()
+        self.state.edit_info = f"{name}: {count} voxels"
+
+    def _selectSegment(self, segment) -> None:
+        if self._edited is not None and segment:
+            self.slicerApp.segmentation_editor.set_active_segment_id(segment)
+            self._updateEditInfo()
+
+    def setEffect(self, effect: str) -> None:
+        editor = self.slicerApp.segmentation_editor
+        if self._edited is None or effect not in EFFECTS:
+            editor.deactivate_effect()
+            self.state.effect = "none"
+            return
+        if self.state.segment:
+            editor.set_active_segment_id(self.state.segment)
+        editor.set_active_effect_type(EFFECTS[effect])
+        self.state.effect = effect
+
+    def _onEdited(self, *_) -> None:
+        with self.state:
+            self._updateEditInfo()
+            self.refreshCases()
 
     @staticmethod
     def _referenceOf(segmentation):
@@ -260,6 +311,7 @@ class StudioApp(TrameApp):
                 with html.Div(classes="d-flex", style="height: calc(100vh - 64px);"):
                     with html.Div(classes="pa-2", style="width: 420px; overflow-y: auto; flex: none;"):
                         self._casePanel(ctrl)
+                        self._labelPanel()
                         self._trainPanel(ctrl)
                         self._segmentPanel(ctrl)
                     with html.Div(style="flex: 1; position: relative;", raw_attrs=testid("views")):
@@ -275,6 +327,19 @@ class StudioApp(TrameApp):
         html.Div("{{ classes }}", classes="text-caption")
         html.Div("{{ item.severity === 'error' ? '✖' : '⚠' }} {{ item.text }}", v_for="item in curation",
                  classes="text-caption", raw_attrs=testid("curation"))
+
+    def _labelPanel(self) -> None:
+        with html.Div(v_if="segments.length", classes="mt-2"):
+            html.Div("Labels of the selected case", classes="text-subtitle-1")
+            with html.Div(classes="d-flex align-center"):
+                v3.VSelect(label="Segment", v_model=("segment",), items=("segments",), density="compact",
+                           hide_details=True, classes="mr-1", raw_attrs=testid("segment-select"))
+                with v3.VBtnToggle(v_model=("effect",), density="compact", mandatory=True,
+                                   update_modelValue=(self.setEffect, "[$event]")):
+                    v3.VBtn("Paint", value="paint", raw_attrs=testid("paint-button"))
+                    v3.VBtn("Erase", value="erase", raw_attrs=testid("erase-button"))
+                    v3.VBtn("Off", value="none", raw_attrs=testid("edit-off-button"))
+            html.Div("{{ edit_info }}", classes="text-caption", raw_attrs=testid("edit-info"))
 
     def _trainPanel(self, ctrl) -> None:
         html.Div("Train", classes="text-subtitle-1 mt-3")
