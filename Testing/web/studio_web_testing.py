@@ -30,6 +30,12 @@ def requireWeb():
     pytest.importorskip("trame_slicer", reason=WEB_REASON)
 
 
+def browserAvailable() -> bool:
+    import importlib.util
+
+    return CHROMIUM.is_file() and importlib.util.find_spec("playwright") is not None
+
+
 def requireBrowser():
     pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
     if not CHROMIUM.is_file():

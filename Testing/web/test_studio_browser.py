@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from studio_web_testing import REPO, WEB_REASON, StudioServer, requireWeb
+from studio_web_testing import REPO, WEB_REASON, StudioServer, browserAvailable, requireWeb
 
 pytest.importorskip("trame_slicer", reason=WEB_REASON)
 
@@ -100,7 +100,7 @@ def _status(url: str) -> int:
         return error.code
 
 
-def test_network_bind_refuses_requests_without_the_token(tmp_path):
+def test_network_bind_refuses_requests_without_the_token(tmp_path, request):
     requireWeb()
     token = "test-token-0123456789abcdef"
     server = StudioServer(tmp_path / "work", "--host", "0.0.0.0", "--token", token)
@@ -113,6 +113,12 @@ def test_network_bind_refuses_requests_without_the_token(tmp_path):
         assert _status(f"{base}/") == 403
         assert _status(f"{base}/index.html?token=wrong-token-0123456789") == 403
         assert _status(f"{base}/index.html?token={token}") == 200
+        if browserAvailable():  # the page, its scripts and its websocket work with the token (cookie after load)
+            chromium = request.getfixturevalue("browser")
+            page = chromium.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(f"{base}/index.html?token={token}")
+            page.get_by_test_id("case-list").wait_for(timeout=60_000)
+            page.wait_for_function(VIEWS_READY, timeout=90_000)
     finally:
         server.stop()
 
