@@ -103,3 +103,35 @@ def test_every_studio_flag_has_help():
 
     for action in buildParser()._actions:
         assert action.help and action.help.strip(), f"{action.option_strings} lacks help"
+
+
+def test_both_data_layouts_load_into_a_scene_the_logic_understands(tmp_path):
+    pytest.importorskip("slicer_core", reason="slicer-core is not installed")
+    from actionpp.data.phantoms import make_phantoms
+
+    workspace.ensureLogicOnPath()
+    from ACTIONppLogic import mrml
+    from ACTIONppLogic.core import ModuleLogic
+
+    raw = make_phantoms("cardiac", 3, 1, tmp_path / "raw", seed=0, test_cases=0, size=(4, 32, 32))
+    context = mrml.createHeadlessScene()
+    cases = workspace.loadCases(context, workspace.Folders(raw, tmp_path / "work"))
+    logic = ModuleLogic(context, tmp_path / "work")
+    assert [(v.GetName(), s.GetName() if s else None) for v, s in cases] == [
+        ("cardiac_000", "cardiac_000 segmentation"), ("cardiac_001", None), ("cardiac_002", None)]
+    assert [logic.guessSegmentation(v) for v, _ in cases] == [s for _, s in cases]
+    report = logic.checkCuration(cases)
+    assert report.canTrain and list(report.classes) == ["RV", "MYO", "LV", "PAP"]
+    assert not mrml.isModelResult(cases[0][1])
+
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    mrml.writeVolume(cases[0][0], plain / "a.nrrd")
+    mrml.writeSegmentation(cases[0][1], plain / "a.seg.nrrd")
+    mrml.writeVolume(cases[1][0], plain / "b.nrrd")
+    other = mrml.createHeadlessScene()
+    loaded = workspace.loadCases(other, workspace.Folders(plain, tmp_path / "work"))
+    assert [(v.GetName(), s.GetName() if s else None) for v, s in loaded] == [("a", "a segmentation"), ("b", None)]
+    assert ModuleLogic(other, tmp_path / "work").checkCuration(loaded).classes == report.classes
+    context.scene.Clear(1)
+    other.scene.Clear(1)
