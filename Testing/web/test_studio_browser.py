@@ -70,6 +70,7 @@ def test_train_then_segment_from_the_page(studio, browser, tmp_path):
     assert "Training finished" in page.get_by_test_id("message").inner_text(), studio.output()[-2000:]
     assert page.get_by_test_id("progress").get_attribute("aria-valuenow") == "100"
     assert "actionpp" in page.get_by_test_id("model-select").inner_text()
+    assert page.locator("[data-testid=curves] svg polyline").count() >= 1  # the live loss plot
 
     page.locator("[data-case=cardiac_003]").click()
     page.get_by_test_id("segment-button").click()

@@ -135,3 +135,13 @@ def test_both_data_layouts_load_into_a_scene_the_logic_understands(tmp_path):
     assert ModuleLogic(other, tmp_path / "work").checkCuration(loaded).classes == report.classes
     context.scene.Clear(1)
     other.scene.Clear(1)
+
+
+def test_curves_svg():
+    from actionpp_studio.plot import curvesSvg
+
+    assert curvesSvg({}, 10) == ""
+    svg = curvesSvg({"loss": [(1, 2.0), (2, 1.0), (3, float("nan"))], "val_dice": [(2, 0.5)]}, 4, width=100,
+                    height=50)
+    assert svg.startswith("<svg") and svg.count("<polyline") == 2 and "nan" not in svg
+    assert 'points="28.0,6.0 50.0,25.0"' in svg  # loss scaled to its maximum, x to the total

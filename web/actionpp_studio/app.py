@@ -23,7 +23,7 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.segmentation import SegmentationEffectErase, SegmentationEffectPaint
 from trame_vuetify.ui.vuetify3 import SinglePageLayout
 
-from . import security, workspace
+from . import plot, security, workspace
 
 workspace.ensureLogicOnPath()
 from ACTIONppLogic import export, jobs, mrml  # noqa: E402
@@ -69,6 +69,7 @@ class StudioApp(TrameApp):
 
         self.server.controller.on_server_bind.add(lambda wslinkServer: security.installTokenCheck(wslinkServer, token))
         self.server.controller.on_server_ready.add(self._startPolling)
+        self.server.controller.on_server_exited.add(self._stopJobs)
         self._initState()
         self.slicerApp.segmentation_editor.segmentation_modified.connect(self._onEdited)
         self.state.change("segment")(lambda segment, **_: self._selectSegment(segment))
@@ -87,7 +88,8 @@ class StudioApp(TrameApp):
                   "models": [], "model": None, "segmenting": False, "result_ready": False, "result_name": "",
                   "result_title": "",
                   "message": "", "message_type": "info",
-                  "segments": [], "segment": None, "effect": "none", "edit_info": ""})
+                  "segments": [], "segment": None, "effect": "none", "edit_info": "",
+                  "curves_svg": ""})
         self.refreshCases()
         self.refreshModels()
 
@@ -225,6 +227,7 @@ class StudioApp(TrameApp):
             return
         self.state.progress = round(100 * status.progress.fraction)
         self.state.progress_text = status.progress.summary()
+        self.state.curves_svg = plot.curvesSvg(status.curves.series, status.progress.total)
         if status.state == jobs.RUNNING:
             return
         self._training = False
@@ -282,6 +285,11 @@ class StudioApp(TrameApp):
         path = folder / f"{mrml.safeFileStem(self.result.GetName())}.seg.nrrd"
         mrml.writeSegmentation(self.result, path)
         return self.server.protocol.addAttachment(path.read_bytes())
+
+    def _stopJobs(self, **_) -> None:
+        """The server is stopping: stop a running training (Resume continues it later) and segmentation."""
+        self.logic.cancelTraining()
+        self.logic.cancelSegmentation()
 
     # ---- poll ----------------------------------------------------------------------------------------------------
     def _startPolling(self, **_) -> None:
@@ -363,6 +371,7 @@ class StudioApp(TrameApp):
         v3.VProgressLinear(model_value=("progress",), height=8, classes="mt-2", color="primary",
                            raw_attrs=testid("progress") + [':aria-valuenow="progress"'])
         html.Div("{{ progress_text }}", classes="text-caption", raw_attrs=testid("progress-text"))
+        html.Div(v_html=("curves_svg",), raw_attrs=testid("curves"))
 
     def _segmentPanel(self, ctrl) -> None:
         html.Div("Segment", classes="text-subtitle-1 mt-3")
