@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("ACTIONPP_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-TINY_ENGINE = "--patch 32 32 --batch-labeled 2 --batch-unlabeled 1 --channels 8 16"
+TINY_ENGINE = "--patch 32 32 --batch-labeled 2 --batch-unlabeled 1 --channels 8 16 --checkpoint-every 5"
 """Engine flags that make a CPU training step take milliseconds."""
 WEB_REASON = "trame-slicer is not installed: Studio tests run in the web virtualenv (make test-web)"
 

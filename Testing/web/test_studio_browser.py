@@ -157,3 +157,32 @@ def test_paint_and_erase_in_the_axial_view(studio, browser):
     page.wait_for_function(f"() => !document.querySelector('[data-testid=edit-info]').innerText.includes(': {painted} ')",
                            timeout=30_000)
     assert _voxels(page) < painted
+
+
+def _text(page, testid: str) -> str:
+    return page.get_by_test_id(testid).inner_text()
+
+
+def test_cancel_resume_and_a_stopping_server_stops_its_training(studio, browser):
+    psutil = pytest.importorskip("psutil", reason="psutil is not installed")
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(studio.url)
+    page.get_by_test_id("case-list").wait_for(timeout=60_000)
+    page.get_by_label("Iterations").fill("2000")
+    page.get_by_test_id("train-button").click()
+    page.wait_for_function("() => /Iteration ([6-9]|\\d\\d+)\\/2000 · ETA/.test("
+                           "document.querySelector('[data-testid=progress-text]').innerText)", timeout=120_000)
+    page.get_by_test_id("cancel-button").click()
+    page.wait_for_function("() => !document.querySelector('[data-testid=resume-button]').disabled", timeout=60_000)
+    assert "cancelled" in _text(page, "message")
+    stopped = int(_text(page, "progress-text").split()[1].split("/")[0])
+
+    page.get_by_test_id("resume-button").click()
+    page.wait_for_function("() => document.querySelector('[data-testid=train-button]').disabled", timeout=10_000)
+    children = psutil.Process(studio.process.pid).children(recursive=True)
+    assert any("train" in " ".join(c.cmdline()) for c in children)
+    page.wait_for_function(f"() => parseInt(document.querySelector('[data-testid=progress-text]').innerText"
+                           f".split(' ')[1]) > {stopped}", timeout=120_000)
+    studio.stop()
+    gone, alive = psutil.wait_procs(children, timeout=30)
+    assert not alive, f"still running after the server stopped: {[c.cmdline() for c in alive]}"
