@@ -169,7 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--iterations", type=int, default=600, help="training iterations (default: 600)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     sub.add_parser("devices", help="print, as one JSON object, the PyTorch build and the GPUs it sees")
+    sub.add_parser("studio", add_help=False,
+                   help="the curate / train / segment workflow in a browser (needs the web extra; "
+                        "actionpp studio --help)")
     return p
+
+
+def _studio(argv: list[str]) -> int:
+    """``actionpp studio``: handed to the web package (outside the engine), imported only here."""
+    try:
+        from actionpp_studio.server import main as studio_main
+    except ImportError as e:
+        print(f"actionpp: error: studio: expected the web extra (pip install -e \".[web]\"), found it missing ({e})",
+              file=sys.stderr)
+        return 1
+    return studio_main(argv)
 
 
 def _train(a: argparse.Namespace) -> None:
@@ -237,6 +251,9 @@ def _devices(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["studio"]:
+        return _studio(argv[1:])
     args = build_parser().parse_args(argv)
     run = {"train": _train, "predict": _predict, "evaluate": _evaluate, "make-phantoms": _phantoms,
            "demo": _demo, "devices": _devices,
