@@ -26,7 +26,8 @@ from actionpp.events import read_events
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY = ["--patch", "32", "32", "--batch-labeled", "2", "--batch-unlabeled", "2", "--channels", "8", "16",
         "--embed-dim", "8", "--ascl-queue", "32", "--anco-anchors", "4", "--anco-negatives", "8", "--anco-pool", "8",
-        "--ascl-anchors-per-class", "4", "--device", "cpu", "--quiet", "--seed", "5"]
+        "--ascl-anchors-per-class", "4", "--device", "cpu", "--quiet", "--seed", "5",
+        "--pretrain-iterations", "0"]  # these tests count checkpoint writes: no pre-training stage (its own file)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,8 @@ from actionpp.runlock import LOCK_NAME, RunLock, RunLockedError, holder
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 TINY = ["--patch", "32", "32", "--batch-labeled", "2", "--batch-unlabeled", "2", "--channels", "8", "16",
         "--embed-dim", "8", "--ascl-queue", "32", "--anco-anchors", "4", "--anco-negatives", "8", "--anco-pool", "8",
-        "--ascl-anchors-per-class", "4", "--device", "cpu", "--quiet"]
+        "--ascl-anchors-per-class", "4", "--device", "cpu", "--quiet",
+        "--pretrain-iterations", "0"]  # a long run must reach its first checkpoint quickly
 HOLD = "import sys, time; from actionpp.runlock import RunLock; lock = RunLock(sys.argv[1]).acquire(); print('held', " \
        "flush=True); time.sleep(120)"
 
