@@ -184,6 +184,11 @@ def makeScriptedLoadableModule(app) -> types.ModuleType:
         def __init__(self, *args, **kwargs):
             self.moduleTestNames = []
             super().__init__(*args, **kwargs)
+            super(unittest.TestCase, self).__init__()  # as Slicer: for mixins after TestCase (object's, here)
+            self.enableScreenshots = False
+            self.screenshotScaleFactor = 1.0
+            if not self.moduleTestNames:
+                self.moduleTestNames = [m for m in dir(self) if "test" in m and callable(getattr(self, m))]
 
         def delayDisplay(self, message, requestedDelay=None, msec=None):
             if hasattr(self, "messageDelay"):
