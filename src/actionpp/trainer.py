@@ -288,7 +288,11 @@ def train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> Pa
     """Join the process group when launched by ``torchrun``, train, and leave the group (see :func:`_train`)."""
     distributed.setup(cfg.device)
     try:
-        return _train(cfg, resume, show_bar)
+        model = _train(cfg, resume, show_bar)
+        # Rank 0 scores and writes the model after the loop; the other ranks wait for it here, so that every rank
+        # leaves the process group at the same time (a rank tearing gloo down while its peer still runs can abort).
+        distributed.barrier()
+        return model
     finally:
         distributed.teardown()
 
