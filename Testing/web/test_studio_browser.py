@@ -64,7 +64,7 @@ def test_train_then_segment_from_the_page(studio, browser, tmp_path):
     iterations = os.environ.get("ACTIONPP_SCREENSHOT_ITERATIONS", "6")  # more for the docs picture
     page.get_by_label("Iterations").fill(iterations)
     page.get_by_test_id("train-button").click()
-    page.wait_for_function("() => document.querySelector('[data-testid=progress-text]').innerText.includes('6/6')"
+    page.wait_for_function("() => (document.querySelector('[data-testid=progress-text]')?.innerText ?? '').includes('6/6')"
                            .replace("6/6", f"{iterations}/{iterations}"), timeout=180_000 + 2_000 * int(iterations))
     page.wait_for_function("() => !document.querySelector('[data-testid=train-button]').disabled", timeout=30_000)
     assert "Training finished" in page.get_by_test_id("message").inner_text(), studio.output()[-2000:]
@@ -147,14 +147,14 @@ def test_paint_and_erase_in_the_axial_view(studio, browser):
 
     page.get_by_test_id("paint-button").click()
     _dragAcrossAxial(page)
-    page.wait_for_function(f"() => !document.querySelector('[data-testid=edit-info]').innerText.includes(': {before} ')",
+    page.wait_for_function(f"() => !(document.querySelector('[data-testid=edit-info]')?.innerText ?? ': {before} ').includes(': {before} ')",
                            timeout=30_000)
     painted = _voxels(page)
     assert painted > before
 
     page.get_by_test_id("erase-button").click()
     _dragAcrossAxial(page)
-    page.wait_for_function(f"() => !document.querySelector('[data-testid=edit-info]').innerText.includes(': {painted} ')",
+    page.wait_for_function(f"() => !(document.querySelector('[data-testid=edit-info]')?.innerText ?? ': {painted} ').includes(': {painted} ')",
                            timeout=30_000)
     assert _voxels(page) < painted
 
@@ -171,7 +171,7 @@ def test_cancel_resume_and_a_stopping_server_stops_its_training(studio, browser)
     page.get_by_label("Iterations").fill("2000")
     page.get_by_test_id("train-button").click()
     page.wait_for_function("() => /Iteration ([6-9]|\\d\\d+)\\/2000 · ETA/.test("
-                           "document.querySelector('[data-testid=progress-text]').innerText)", timeout=120_000)
+                           "(document.querySelector('[data-testid=progress-text]')?.innerText ?? ''))", timeout=120_000)
     page.get_by_test_id("cancel-button").click()
     page.wait_for_function("() => !document.querySelector('[data-testid=resume-button]').disabled", timeout=60_000)
     assert "cancelled" in _text(page, "message")
@@ -181,7 +181,7 @@ def test_cancel_resume_and_a_stopping_server_stops_its_training(studio, browser)
     page.wait_for_function("() => document.querySelector('[data-testid=train-button]').disabled", timeout=10_000)
     children = psutil.Process(studio.process.pid).children(recursive=True)
     assert any("train" in " ".join(c.cmdline()) for c in children)
-    page.wait_for_function(f"() => parseInt(document.querySelector('[data-testid=progress-text]').innerText"
+    page.wait_for_function(f"() => parseInt((document.querySelector('[data-testid=progress-text]')?.innerText ?? '')"
                            f".split(' ')[1]) > {stopped}", timeout=120_000)
     studio.stop()
     gone, alive = psutil.wait_procs(children, timeout=30)
