@@ -15,7 +15,7 @@ from actionpp.cli import main
 from actionpp.data.io import read_image, write_image
 from actionpp.data.layout import Dataset
 from actionpp.inference import Predictor, uncertainty_path
-from actionpp.rank import entropy_map, volume_score
+from actionpp.rank import class_volumes_ml, entropy_map, volume_score, volume_term
 from actionpp.trainer import Trainer
 
 
@@ -101,14 +101,79 @@ def test_continuing_refuses_missing_classes_and_other_networks(parent, tmp_path)
 def test_entropy_and_score_follow_their_definitions():
     certain = torch.zeros(3, 2, 2, 2)
     certain[0] = 1.0
-    assert entropy_map(certain).max() == 0 and volume_score(certain) == (0.0, 0)  # nothing but sure background
+    assert entropy_map(certain).max() == 0  # nothing but sure background
+    assert volume_score(certain) == {"score": 0.0, "entropy": 0.0, "volume": None, "voxels": 0}
     even = torch.full((3, 2, 2, 2), 1 / 3)
     np.testing.assert_allclose(entropy_map(even), 1.0, rtol=1e-6)
     mixed = torch.zeros(4, 1, 1, 2)
     mixed[:, 0, 0, 0] = torch.tensor([0.5, 0.5, 0.0, 0.0])  # counted: background below 0.95
     mixed[:, 0, 0, 1] = torch.tensor([0.97, 0.01, 0.01, 0.01])  # not counted
-    score, voxels = volume_score(mixed)
-    assert voxels == 1 and score == pytest.approx(math.log(2) / math.log(4), rel=1e-5)
+    row = volume_score(mixed)
+    assert row["voxels"] == 1 and row["entropy"] == pytest.approx(math.log(2) / math.log(4), rel=1e-5)
+    assert row["score"] == row["entropy"]  # no expected volumes: the entropy term alone
+    # with expected volumes the score is the mean of the two terms
+    both = volume_score(mixed, voxel_ml=1.0, expected={"a": 0.51}, labels={"background": 0, "a": 1})
+    assert both["volume"] == pytest.approx(0.0, abs=1e-6)  # class a's soft volume 0.5 + 0.01 mL is its median
+    assert both["score"] == pytest.approx(row["entropy"] / 2, rel=1e-5)
+
+
+def _blob(mm: float, spacing: float) -> torch.Tensor:
+    """Probabilities ``2, Z, Y, X`` of a sure cube of side ``mm`` on an isotropic ``spacing`` grid (64 mm box)."""
+    n, k = round(64 / spacing), round(mm / spacing)
+    probs = torch.zeros(2, n, n, n)
+    probs[0] = 1.0
+    probs[:, :k, :k, :k] = torch.tensor([0.0, 1.0])[:, None, None, None]
+    return probs
+
+
+def test_volume_term_grows_with_the_distance_from_the_median_and_ignores_the_grid():
+    labels = {"background": 0, "organ": 1}
+    median = 20.0 ** 3 / 1000  # a 20 mm cube, in mL
+    term = lambda mm, sp: volume_term(_blob(mm, sp), sp ** 3 / 1000, {"organ": median}, labels)  # noqa: E731
+    at, half, tenth, missed, double = term(20, 2), term(16, 2), term(8, 2), term(0, 2), term(26, 2)
+    assert at == pytest.approx(0.0, abs=1e-9)
+    assert 0 < half < tenth < missed < 1 and double > 0.3  # a missed structure scores highest
+    assert term(20, 1) == pytest.approx(at, abs=1e-9) and term(16, 1) == pytest.approx(half, rel=1e-6)
+    assert volume_term(_blob(0, 2), 0.008, {}, labels) == 0.0  # nothing known: no term
+
+
+def test_class_volumes_are_physical_and_count_a_missing_class_as_zero():
+    a = np.zeros((2, 4, 4), np.int64)
+    a[0, :2, :2] = 1  # 4 voxels of class 1
+    a[1, 0, 0] = 2  # 1 voxel of class 2
+    b = np.zeros((2, 4, 4), np.int64)
+    b[:, :, :] = 1  # 32 voxels of class 1, no class 2
+    vols = class_volumes_ml({"background": 0, "one": 1, "two": 2}, [(a, (10.0, 10.0, 10.0)), (b, (1.0, 2.0, 5.0))])
+    assert vols["one"] == {"median": pytest.approx(2.16), "min": pytest.approx(0.32), "max": pytest.approx(4.0),
+                           "cases": 2}
+    assert vols["two"]["min"] == 0.0 and vols["two"]["max"] == pytest.approx(1.0)
+    assert "background" not in vols and class_volumes_ml({"background": 0, "one": 1}, []) == {}
+
+
+def test_the_model_records_its_labeled_class_volumes_and_the_ranking_uses_them(parent, tmp_path):
+    meta = json.loads((parent / "model.json").read_text())
+    expected = class_volumes_ml(LABELS, [(c.label, c.geometry.spacing) for c in _dataset(LABELS).labeled])
+    assert meta["class_volumes_ml"] == expected and set(expected) == set(LABELS) - {"background"}
+    assert Predictor.load(parent).class_volumes == meta["class_volumes_ml"]
+    # a confidently missed structure: a blank image is called background everywhere with low entropy; the volume
+    # term puts it first, where the entropy term alone would put it last
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "images"
+    for name in ("clean0", "clean1"):
+        case = disc_case(name, rng)
+        write_image(case.image, case.geometry, folder / f"{name}_0000.nii.gz")
+    write_image(np.zeros_like(case.image), case.geometry, folder / "blank_0000.nii.gz")
+    from actionpp.rank import rank_images
+
+    ranking = rank_images(parent, folder)
+    blank = next(row for row in ranking if row["case"] == "blank")
+    assert ranking[0]["case"] == "blank" and blank["volume"] > 0.75  # halving a structure gives ~0.45
+    assert blank["entropy"] <= min(row["entropy"] for row in ranking)
+    broken = dict(json.loads((parent / "model.json").read_text()), class_volumes_ml={"outer": 3})
+    bundle = torch.load(parent / "model.pt", weights_only=True)
+    torch.save({**bundle, **broken, "state_dict": bundle["state_dict"]}, tmp_path / "broken.pt")
+    with pytest.raises(Exception, match=r"broken.pt: expected class_volumes_ml"):
+        Predictor.load(tmp_path / "broken.pt")
 
 
 def test_rank_puts_the_harder_images_first_and_predict_writes_uncertainty(parent, tmp_path, capsys):

@@ -9,7 +9,7 @@ connected component of each class is kept (scipy.ndimage labelling).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,9 @@ class Predictor:
     cfg: Config
     labels: dict[str, int]
     device: torch.device
+    class_volumes: dict[str, dict] = field(default_factory=dict)
+    """Per foreground class, its volume in mL over the labeled training cases (``median``, ``min``, ``max``,
+    ``cases``; see rank.py); empty for models written before it was recorded."""
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "Predictor":
@@ -52,8 +55,13 @@ class Predictor:
         labels = {str(k): int(v) for k, v in bundle["labels"].items()}
         model = Model(cfg, int(bundle["in_channels"]), len(labels))
         model.load_state_dict(bundle["state_dict"])
+        volumes = bundle.get("class_volumes_ml", {})
+        if not (isinstance(volumes, dict) and all(isinstance(v, dict) and isinstance(v.get("median"), (int, float))
+                                                  for v in volumes.values())):
+            raise checkpoint.CheckpointError(f"{path}: expected class_volumes_ml as {{name: {{median: mL, ...}}}}, "
+                                             f"found {volumes!r:.80}")
         device = torch.device(device)
-        return cls(model.to(device).eval(), cfg, labels, device)
+        return cls(model.to(device).eval(), cfg, labels, device, volumes)
 
     @torch.no_grad()
     def predict_scores(self, image: np.ndarray, scores_device: torch.device | str | None = None,

@@ -21,6 +21,7 @@ from actionpp.data.layout import Case, Dataset, load_dataset
 from actionpp.data.loaders import IterationBatches, batch_loader
 from actionpp.events import EventLog
 from actionpp.inference import Predictor, save_model
+from actionpp.rank import class_volumes_ml
 from actionpp.methods import Learner, resolve_device
 from actionpp.metrics import case_metrics
 from actionpp.runlock import LOCK_NAME, RunLock, RunLockedError, holder
@@ -245,7 +246,8 @@ class Trainer:
             return model_path
         meta = self._final_scores(events)
         save_model(model_path, self.learner.inference_model(), cfg, self.ds.labels, 1, self.ds.median_spacing,
-                   {"iterations": self.iteration, **meta,
+                   {"iterations": self.iteration, **meta, "class_volumes_ml": class_volumes_ml(
+                       self.ds.labels, [(c.label, c.geometry.spacing) for c in self.ds.labeled]),
                     **({"parent": str(Path(cfg.init_from).resolve())} if cfg.init_from else {})})
         events.emit("done", iteration=self.iteration, model=str(model_path), val_dice=meta.get("val_dice"))
         return model_path
