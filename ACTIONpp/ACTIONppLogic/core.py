@@ -377,7 +377,8 @@ class ModuleLogic:
 
     def rankVolumes(self, volumes, model, device: str = "auto", timeout: float | None = None) -> list:
         """``[(volume, score)]``, most uncertain first: how unsure ``model`` is about each volume
-        (``actionpp rank``, mean normalised entropy over what it does not call background; engine's rank.py).
+        (``actionpp rank``: entropy where it does not call background, and class volumes against the labeled cases';
+        engine's rank.py).
 
         The volumes are written through storage nodes into ``WORK/rankings/<stamp>/``; blocks until done."""
         info = model if isinstance(model, registry.ModelInfo) else registry.readModel(model)
