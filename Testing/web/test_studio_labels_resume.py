@@ -80,6 +80,11 @@ def test_new_labels_for_an_unlabeled_case_are_saved_and_come_back_after_a_restar
         _waitForText(page, "message", "not overwritten")
         assert other.read_bytes() == b"someone else's labels"
         other.unlink()
+        page.get_by_test_id("discard-labels-button").click()  # never saved: the case is unlabeled again
+        page.get_by_test_id("new-labels-button").wait_for(timeout=30_000)
+        page.wait_for_function("() => !document.querySelector('[data-testid=case-list]').innerText"
+                               ".includes('cardiac_003 segmentation')", timeout=30_000)
+        assert page.get_by_test_id("discard-labels-button").count() == 0
     finally:
         server.stop()
 

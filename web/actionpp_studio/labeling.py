@@ -22,11 +22,15 @@ from ACTIONppLogic import export, mrml  # noqa: E402
 
 EFFECTS = {"paint": SegmentationEffectPaint, "erase": SegmentationEffectErase}
 LABEL_STATE = {"segments": [], "segment": None, "effect": "none", "edit_info": "", "has_labels": False,
-               "labels_file": "", "labels_dirty": False, "label_classes": ""}
+               "labels_file": "", "labels_dirty": False, "label_classes": "", "can_discard": False}
 
 
 def _testid(name: str) -> list[str]:
     return [f'data-testid="{name}"']
+
+
+STARTED_HERE = "ACTIONppStudio.StartedHere"
+"""Set on labels started with *New labels*: until saved, *Discard* may remove them."""
 
 
 class LabelingMixin:
@@ -42,16 +46,20 @@ class LabelingMixin:
         self.state.label_classes = ", ".join(self.logic.segmentNames(self._classesTemplate()) or ())
         if labels is None:
             self.state.update({"segments": [], "segment": None, "edit_info": "", "has_labels": False,
-                               "labels_file": "", "labels_dirty": False})
+                               "labels_file": "", "labels_dirty": False, "can_discard": False})
             return
         editor.set_active_segmentation(labels, volume)
         saved = labels.GetAttribute(workspace.LABELS_FILE_ATTRIBUTE) or ""
-        self.state.update({"has_labels": True, "labels_dirty": False,
+        self.state.update({"has_labels": True, "labels_dirty": False, "can_discard": self._discardable(labels),
                            "labels_file": os.path.relpath(saved, self.folders.work) if saved else ""})
         self.state.segments = [{"title": name, "value": sid} for sid, name in mrml.segmentNames(labels)]
         self.state.segment = editor.get_active_segment_id() or (self.state.segments[0]["value"]
                                                                  if self.state.segments else None)
         self._updateEditInfo()
+
+    @staticmethod
+    def _discardable(labels) -> bool:
+        return bool(labels.GetAttribute(STARTED_HERE)) and not labels.GetAttribute(workspace.LABELS_FILE_ATTRIBUTE)
 
     def _classesTemplate(self):
         """The labels of the first labeled case: their segments are the dataset's classes."""
@@ -98,10 +106,24 @@ class LabelingMixin:
             self._say("New labels: no labeled case to take the classes from", "error")
             return
         labels = self.logic.createLabelsFor(volume, like=template)
+        labels.SetAttribute(STARTED_HERE, "1")
         self.selectCase(volume.GetID())
         self.refreshCases()
         self.state.labels_dirty = True
         self._say(f"New labels for {volume.GetName()}: paint, then Save labels")
+
+    def discardLabels(self) -> None:
+        """Remove labels started on the page and never saved (the case is unlabeled again)."""
+        volume = self._volume(self.state.selected_case)
+        labels = self.logic.guessSegmentation(volume) if volume is not None else None
+        if labels is None or not self._discardable(labels):
+            return
+        self.slicerApp.segmentation_editor.deactivate_effect()
+        self.logic.scene.RemoveNode(labels)
+        self._edited = None
+        self.selectCase(volume.GetID())
+        self.refreshCases()
+        self._say(f"Discarded the new labels of {volume.GetName()}")
 
     def saveLabels(self) -> None:
         volume = self._volume(self.state.selected_case)
@@ -113,7 +135,8 @@ class LabelingMixin:
         except (ValueError, OSError) as exc:
             self._say(f"Save labels: {exc}", "error")
             return
-        self.state.update({"labels_file": str(path.relative_to(self.folders.work)), "labels_dirty": False})
+        self.state.update({"labels_file": str(path.relative_to(self.folders.work)), "labels_dirty": False,
+                           "can_discard": False})
         self._say(f"Saved the labels of {volume.GetName()} to {path.relative_to(self.folders.work)}", "success")
 
     def _labelPanel(self) -> None:
@@ -137,5 +160,7 @@ class LabelingMixin:
                 with html.Div(classes="d-flex align-center"):
                     v3.VBtn("Save labels", click=self.saveLabels, size="small", classes="mr-2",
                             prepend_icon="mdi-content-save", raw_attrs=_testid("save-labels-button"))
+                    v3.VBtn("Discard", v_if="can_discard", click=self.discardLabels, size="small", variant="outlined",
+                            classes="mr-2", raw_attrs=_testid("discard-labels-button"))
                     html.Div("{{ labels_dirty ? 'not saved' : (labels_file ? 'saved in ' + labels_file : "
                              "'from the data folder') }}", classes="text-caption", raw_attrs=_testid("labels-file"))
