@@ -406,13 +406,20 @@ class ModuleLogic:
         ranking = json.loads(out.read_text(encoding="utf-8"))
         return [(byCase[row["case"]], float(row["score"])) for row in ranking if row["case"] in byCase]
 
-    def createLabelsFor(self, volume):
+    def createLabelsFor(self, volume, like=None):
         """A new, empty segmentation on ``volume`` (reference geometry set, as the Segment Editor makes it), beside
-        it in the subject hierarchy: what *Label next* opens in the Segment Editor."""
+        it in the subject hierarchy: what *Label next* opens in the Segment Editor.
+
+        ``like`` (another case's labels): the new segmentation gets the same segments (IDs, names, colours), empty,
+        so what is painted there labels the dataset's classes."""
         node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
                                             mrml.uniqueName(self.scene, f"{volume.GetName()} segmentation"))
         node.CreateDefaultDisplayNodes()
         node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        if like is not None:
+            source, target = like.GetSegmentation(), node.GetSegmentation()
+            for segmentId, name in mrml.segmentNames(like):
+                target.AddEmptySegment(segmentId, name, source.GetSegment(segmentId).GetColor())
         mrml.placeBeside(node, volume)
         return node
 

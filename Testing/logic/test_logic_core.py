@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("slicer_core", reason="slicer-core is not installed (pip install slicer-core)")
 from actionpp_logic_testing import ENGINE_ENV, TINY_TRAINING, requireEngine  # noqa: E402
 
-from ACTIONppLogic import jobs  # noqa: E402
+from ACTIONppLogic import export, jobs, mrml  # noqa: E402
 from ACTIONppLogic.core import ModuleLogic  # noqa: E402
 from ACTIONppLogic.jobs import TrainingSettings  # noqa: E402
 from ACTIONppLogic.plots import TrainingCurvesPlot  # noqa: E402
@@ -174,3 +174,17 @@ def test_label_next_makes_an_empty_segmentation_that_labels_the_volume(ctx, scen
     assert node.GetName() == "scan 2 segmentation"
     assert node.GetSegmentation().GetNumberOfSegments() == 0 and logic.guessSegmentation(scene3[2]) is node
     assert logic.createLabelsFor(scene3[2]).GetName() == "scan 2 segmentation_1"  # never a name already in use
+
+
+def test_new_labels_like_another_case_have_its_classes_empty(ctx, scene3, tmp_path):
+    logic = ModuleLogic(ctx, tmp_path / "work")
+    model = logic.guessSegmentation(scene3[0])
+    node = logic.createLabelsFor(scene3[2], like=model)
+    assert logic.segmentNames(node) == ["ring", "core"] and logic.guessSegmentation(scene3[2]) is node
+    for segmentId, _ in mrml.segmentNames(model):
+        assert node.GetSegmentation().GetSegment(segmentId).GetColor() == \
+            model.GetSegmentation().GetSegment(segmentId).GetColor()
+    assert export.segmentVoxelCount(node, node.GetSegmentation().GetNthSegmentID(0)) == 0
+    assert logic.segmentNames(model) == ["ring", "core"]  # the model is left as it was
+    report = logic.checkCuration([(scene3[0], model), (scene3[2], node)])
+    assert not report.canTrain and "scan 2 segmentation" in " ".join(p.message for p in report.errors)  # unpainted

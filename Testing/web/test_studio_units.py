@@ -137,6 +137,44 @@ def test_both_data_layouts_load_into_a_scene_the_logic_understands(tmp_path):
     other.scene.Clear(1)
 
 
+def test_saved_labels_stay_in_the_work_folder_replace_only_their_own_file_and_load_back(tmp_path):
+    pytest.importorskip("slicer_core", reason="slicer-core is not installed")
+    from actionpp.data.phantoms import make_phantoms
+
+    workspace.ensureLogicOnPath()
+    from ACTIONppLogic import export, mrml
+    from ACTIONppLogic.core import ModuleLogic
+
+    raw = make_phantoms("cardiac", 3, 1, tmp_path / "raw", seed=0, test_cases=0, size=(4, 32, 32))
+    folders = workspace.Folders(raw, tmp_path / "work")
+    context = mrml.createHeadlessScene()
+    cases = workspace.loadCases(context, folders)
+    logic = ModuleLogic(context, folders.work)
+    labels = logic.createLabelsFor(cases[1][0], like=cases[0][1])
+    assert workspace.labelsFile(folders, "../../x").parent == (folders.work / "labels").resolve()  # a name, not a path
+    path = workspace.saveLabels(labels, folders, "cardiac_001")
+    assert path == (folders.work / "labels" / "cardiac_001.seg.nrrd").resolve() and path.read_bytes()[:4] == b"NRRD"
+    workspace.saveLabels(labels, folders, "cardiac_001")  # its own file: saved again
+    stranger = logic.createLabelsFor(cases[2][0], like=cases[0][1])
+    (folders.work / "labels" / "cardiac_002.seg.nrrd").write_bytes(b"not ours")
+    with pytest.raises(workspace.WorkspaceError, match="not overwritten"):
+        workspace.saveLabels(stranger, folders, "cardiac_002")
+    assert (folders.work / "labels" / "cardiac_002.seg.nrrd").read_bytes() == b"not ours"
+    (folders.work / "labels" / "cardiac_002.seg.nrrd").unlink()
+
+    again = mrml.createHeadlessScene()
+    loaded = workspace.loadCases(again, folders)
+    assert [(v.GetName(), s.GetName() if s else None) for v, s in loaded] == [
+        ("cardiac_000", "cardiac_000 segmentation"), ("cardiac_001", "cardiac_001 segmentation"), ("cardiac_002", None)]
+    assert mrml.segmentNames(loaded[1][1]) == mrml.segmentNames(labels)
+    assert loaded[1][1].GetAttribute(workspace.LABELS_FILE_ATTRIBUTE) == str(path)
+    assert ModuleLogic(again, folders.work).guessSegmentation(loaded[1][0]) is loaded[1][1]
+    assert export.segmentVoxelCount(loaded[1][1], mrml.segmentNames(labels)[0][0]) == 0
+    assert not list(raw.rglob("*.seg.nrrd"))  # nothing written into the data folder
+    context.scene.Clear(1)
+    again.scene.Clear(1)
+
+
 def test_curves_svg():
     from actionpp_studio.plot import curvesSvg
 

@@ -20,10 +20,10 @@ from trame.widgets import html
 from trame.widgets import vuetify3 as v3
 from trame_slicer.core import LayoutManager, SlicerApp
 from trame_slicer.rca_view import register_rca_factories
-from trame_slicer.segmentation import SegmentationEffectErase, SegmentationEffectPaint
 from trame_vuetify.ui.vuetify3 import SinglePageLayout
 
 from . import plot, security, workspace
+from .labeling import LABEL_STATE, LabelingMixin
 
 workspace.ensureLogicOnPath()
 from ACTIONppLogic import export, jobs, mrml  # noqa: E402
@@ -34,7 +34,6 @@ METHODS = [{"title": "ACTION++", "value": "actionpp"}, {"title": "ACTION", "valu
            {"title": "Mean teacher", "value": "mean-teacher"}, {"title": "Supervised only", "value": "supervised"}]
 DEVICES = [{"title": "Auto", "value": "auto"}, {"title": "CPU", "value": "cpu"}, {"title": "GPU 0", "value": "cuda:0"}]
 POLL_SECONDS = 0.5
-EFFECTS = {"paint": SegmentationEffectPaint, "erase": SegmentationEffectErase}
 
 
 def testid(name: str) -> list[str]:
@@ -42,7 +41,7 @@ def testid(name: str) -> list[str]:
     return [f'data-testid="{name}"']
 
 
-class StudioApp(TrameApp):
+class StudioApp(LabelingMixin, TrameApp):
     """One scene, one ``ModuleLogic``, one page. ``engineArgs`` are passed to every training unchanged."""
 
     def __init__(self, folders: workspace.Folders, server=None, token: str | None = None,
@@ -59,7 +58,6 @@ class StudioApp(TrameApp):
         self._training = False
         self._segmenting = False
         self._shown = None
-        self._edited = None
         workspace.loadCases(context, folders)
 
         register_rca_factories(self.slicerApp.view_manager, self.server)
@@ -87,11 +85,11 @@ class StudioApp(TrameApp):
                   "training": False, "progress": 0, "progress_text": "", "can_resume": False,
                   "models": [], "model": None, "segmenting": False, "result_ready": False, "result_name": "",
                   "result_title": "",
-                  "message": "", "message_type": "info",
-                  "segments": [], "segment": None, "effect": "none", "edit_info": "",
-                  "curves_svg": ""})
+                  "message": "", "message_type": "info", "curves_svg": "", "unfinished": [], "unfinished_run": None,
+                  **LABEL_STATE})
         self.refreshCases()
         self.refreshModels()
+        self.refreshUnfinished()
 
     def refreshCases(self) -> None:
         """The case list and the curation check, from the logic."""
@@ -119,6 +117,15 @@ class StudioApp(TrameApp):
         elif self.state.model not in values:
             self.state.model = values[0] if values else None
 
+    def refreshUnfinished(self, select: str | None = None) -> None:
+        """The work folder's runs that stopped before their model, with a checkpoint (``listUnfinishedRuns``): what
+        *Resume* continues, also after a restart of Studio."""
+        runs = self.logic.listUnfinishedRuns()
+        self.state.unfinished = [{"title": run.path.name, "value": str(run.path)} for run in runs]
+        values = [r["value"] for r in self.state.unfinished]
+        if select in values or self.state.unfinished_run not in values:
+            self.state.unfinished_run = select if select in values else (values[0] if values else None)
+
     def _say(self, text: str, kind: str = "info") -> None:
         self.state.message, self.state.message_type = text, kind
 
@@ -144,50 +151,6 @@ class StudioApp(TrameApp):
             segmentation.SetDisplayVisibility(segmentation in shown)
         self._editLabelsOf(volume)
 
-    # ---- labeling (trame-slicer's segmentation editor) -------------------------------------------------------------
-    def _editLabelsOf(self, volume) -> None:
-        """Make the case's labels the editor's segmentation (none for an unlabeled case), tools off."""
-        editor = self.slicerApp.segmentation_editor
-        editor.deactivate_effect()
-        self.state.effect = "none"
-        labels = self.logic.guessSegmentation(volume)
-        self._edited = labels
-        if labels is None:
-            self.state.update({"segments": [], "segment": None, "edit_info": ""})
-            return
-        editor.set_active_segmentation(labels, volume)
-        self.state.segments = [{"title": name, "value": sid} for sid, name in mrml.segmentNames(labels)]
-        self.state.segment = editor.get_active_segment_id()
-        self._updateEditInfo()
-
-    def _updateEditInfo(self) -> None:
-        if self._edited is None or not self.state.segment:
-            return
-        count = export.segmentVoxelCount(self._edited, self.state.segment)
-        name = self._edited.GetSegmentation().GetSegment(self.state.segment).GetName()
-        self.state.edit_info = f"{name}: {count} voxels"
-
-    def _selectSegment(self, segment) -> None:
-        if self._edited is not None and segment:
-            self.slicerApp.segmentation_editor.set_active_segment_id(segment)
-            self._updateEditInfo()
-
-    def setEffect(self, effect: str) -> None:
-        editor = self.slicerApp.segmentation_editor
-        if self._edited is None or effect not in EFFECTS:
-            editor.deactivate_effect()
-            self.state.effect = "none"
-            return
-        if self.state.segment:
-            editor.set_active_segment_id(self.state.segment)
-        editor.set_active_effect_type(EFFECTS[effect])
-        self.state.effect = effect
-
-    def _onEdited(self, *_) -> None:
-        with self.state:
-            self._updateEditInfo()
-            self.refreshCases()
-
     @staticmethod
     def _referenceOf(segmentation):
         return segmentation.GetNodeReferenceID(segmentation.GetReferenceImageGeometryReferenceRole())
@@ -212,14 +175,23 @@ class StudioApp(TrameApp):
         self._pollTraining()
 
     def resume(self) -> None:
+        """Continue the unfinished run chosen in the list: this scene's stopped training, or a run from before a
+        restart (``adoptRun`` makes it the scene's job; the page only names runs the logic listed)."""
+        chosen = next((run.path for run in self.logic.listUnfinishedRuns()
+                       if str(run.path) == self.state.unfinished_run), None)
         try:
+            if chosen is None:
+                raise jobs.JobError("choose an unfinished run")
+            job = self.logic.trainingJob
+            if job is None or job.runDir.resolve() != chosen.resolve():
+                self.logic.adoptRun(workspace.confine(chosen, (self.folders.work,)))
             self.logic.resumeTraining()
         except (ValueError, OSError, jobs.JobError) as exc:
             self._say(f"Resume: {exc}", "error")
             return
         self._training = True
-        self.state.update({"training": True, "can_resume": False})
-        self._say("Resumed from the last checkpoint")
+        self.state.update({"training": True, "can_resume": False, "progress_text": "Resuming..."})
+        self._say(f"Resumed {chosen.name} from its last checkpoint")
 
     def _pollTraining(self) -> None:
         status = self.logic.pollTraining()
@@ -233,6 +205,7 @@ class StudioApp(TrameApp):
         self._training = False
         self.state.training = False
         self.state.can_resume = bool(status.resumable)
+        self.refreshUnfinished(select=str(status.runDir))
         if status.state == jobs.FINISHED:
             self.refreshModels(select=str(status.runDir))
             self._say(f"Training finished: {status.runDir.name}", "success")
@@ -336,19 +309,6 @@ class StudioApp(TrameApp):
         html.Div("{{ item.severity === 'error' ? '✖' : '⚠' }} {{ item.text }}", v_for="item in curation",
                  classes="text-caption", raw_attrs=testid("curation"))
 
-    def _labelPanel(self) -> None:
-        with html.Div(v_if="segments.length", classes="mt-2"):
-            html.Div("Labels of the selected case", classes="text-subtitle-1")
-            with html.Div(classes="d-flex align-center"):
-                v3.VSelect(label="Segment", v_model=("segment",), items=("segments",), density="compact",
-                           hide_details=True, classes="mr-1", raw_attrs=testid("segment-select"))
-                with v3.VBtnToggle(v_model=("effect",), density="compact", mandatory=True,
-                                   update_modelValue=(self.setEffect, "[$event]")):
-                    v3.VBtn("Paint", value="paint", raw_attrs=testid("paint-button"))
-                    v3.VBtn("Erase", value="erase", raw_attrs=testid("erase-button"))
-                    v3.VBtn("Off", value="none", raw_attrs=testid("edit-off-button"))
-            html.Div("{{ edit_info }}", classes="text-caption", raw_attrs=testid("edit-info"))
-
     def _trainPanel(self, ctrl) -> None:
         html.Div("Train", classes="text-subtitle-1 mt-3")
         v3.VSelect(label="Method", v_model=("method",), items=("methods", METHODS), density="compact",
@@ -366,8 +326,11 @@ class StudioApp(TrameApp):
                     raw_attrs=testid("train-button"), classes="mr-1")
             v3.VBtn("Cancel", click=self.cancel, disabled=("!training",), raw_attrs=testid("cancel-button"),
                     classes="mr-1")
-            v3.VBtn("Resume", click=self.resume, disabled=("training || !can_resume",),
+            v3.VBtn("Resume", click=self.resume, disabled=("training || !unfinished_run",),
                     raw_attrs=testid("resume-button"))
+        v3.VSelect(v_if="unfinished.length", label="Unfinished run (Resume continues it)", v_model=("unfinished_run",),
+                   items=("unfinished",), density="compact", hide_details=True, classes="mt-1",
+                   raw_attrs=testid("unfinished-select"))
         v3.VProgressLinear(model_value=("progress",), height=8, classes="mt-2", color="primary",
                            raw_attrs=testid("progress") + [':aria-valuenow="progress"'])
         html.Div("{{ progress_text }}", classes="text-caption", raw_attrs=testid("progress-text"))

@@ -117,11 +117,40 @@ def datasetLabels(data: Path) -> dict[str, int]:
     return {str(name): int(value) for name, value in labels.items()}
 
 
+LABELS_FILE_ATTRIBUTE = "ACTIONppStudio.LabelsFile"
+"""Set on a segmentation read from, or saved to, ``WORK/labels``: the file it may overwrite when saved again."""
+
+
+def labelsFile(folders: Folders, caseName: str) -> Path:
+    """Where the page saves the labels of a case: ``WORK/labels/<case>.seg.nrrd`` (never inside ``--data``)."""
+    ensureLogicOnPath()
+    from ACTIONppLogic import mrml
+
+    return confine(folders.work / "labels" / f"{mrml.safeFileStem(caseName)}{SEGMENTATION_ENDING}", (folders.work,))
+
+
+def saveLabels(segmentation, folders: Folders, caseName: str) -> Path:
+    """Write a case's labels to :func:`labelsFile`. A file already there is replaced only when it is the one this
+    node was read from or saved to (the page shows its content); any other is left alone (WorkspaceError)."""
+    ensureLogicOnPath()
+    from ACTIONppLogic import mrml
+
+    path = labelsFile(folders, caseName)
+    if path.exists() and segmentation.GetAttribute(LABELS_FILE_ATTRIBUTE) != str(path):
+        raise WorkspaceError(f"{path}: expected no labels file there, found one this page did not load; "
+                             "not overwritten (move it away, or restart Studio to load and review it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mrml.writeSegmentation(segmentation, path)
+    segmentation.SetAttribute(LABELS_FILE_ATTRIBUTE, str(path))
+    return path
+
+
 def loadCases(context, folders: Folders) -> list:
     """Read every case of ``folders.data`` into ``context.scene``: ``[(volume node, segmentation node or None)]``.
 
     Label maps become segmentations named ``<case> segmentation`` (one segment per class of ``dataset.json``) made on
-    their volume, as the Segment Editor would make them, so ``ModuleLogic.guessSegmentation`` finds them.
+    their volume, as the Segment Editor would make them, so ``ModuleLogic.guessSegmentation`` finds them. Labels saved
+    from the page (``WORK/labels/<case>.seg.nrrd``, :func:`saveLabels`) replace the data folder's for that case.
     """
     ensureLogicOnPath()
     from ACTIONppLogic import mrml, prediction
@@ -131,8 +160,12 @@ def loadCases(context, folders: Folders) -> list:
     cases = []
     for name, image, label, kind in found:
         volume = mrml.readVolume(context.scene, confine(image, folders.roots), name=name)
-        segmentation = None
-        if label is not None and kind == "labelmap":
+        segmentation, saved = None, labelsFile(folders, name)
+        if saved.is_file():
+            segmentation = mrml.readSegmentation(context.scene, saved, name=f"{name} segmentation")
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            segmentation.SetAttribute(LABELS_FILE_ATTRIBUTE, str(saved))
+        elif label is not None and kind == "labelmap":
             segmentation = prediction.importPrediction(confine(label, folders.roots), labels, volume,
                                                        context.segmentationsLogic, name=f"{name} segmentation",
                                                        createSurface=False)
