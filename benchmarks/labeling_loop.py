@@ -4,7 +4,8 @@ find the hard volumes, and does labeling the top-ranked volume help more than la
     python benchmarks/labeling_loop.py --out benchmarks/results/labeling_loop --work /tmp/loop --seeds 0 1 2
 
 Per seed, from one pool of fully labeled phantoms (``--cases`` training, ``--test-cases`` test; ``--hard`` training
-volumes and half the test volumes made harder on purpose with strong noise), datasets are assembled with labels on
+volumes and half the test volumes made harder on purpose: strong noise, or with ``--hard-kind bias`` a strong
+smooth intensity bias), datasets are assembled with labels on
 chosen cases only (the others are unlabeled):
 
 A. *Continue vs scratch*: a parent model on 2 labeled cases (``--parent-iterations``); then, with a third labeled
@@ -45,9 +46,24 @@ from actionpp.rank import class_volumes_ml, rank_images
 from actionpp.trainer import Trainer
 
 
-def make_pool(folder: Path, cases: int, test_cases: int, hard: int, seed: int) -> list[str]:
-    """Fully labeled phantoms; ``hard`` training cases (after the first 3) and half the test cases get noise of
-    1.5 x the image's standard deviation. Returns the hard training case names."""
+def make_hard(image: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    """A harder version of ``image`` ``Z, Y, X``: ``noise`` adds Gaussian noise of 1.5 x its standard deviation;
+    ``bias`` multiplies it by a smooth in-plane field ``exp(a (x - 1/2) + b (y - 1/2))`` (x, y in [0, 1], ``|a|, |b|``
+    drawn in [1.5, 2.5]: one side up to ~3.5 x brighter than the centre, the other as much darker) and adds noise of
+    0.3 x its standard deviation."""
+    if kind == "noise":
+        return image + rng.normal(0, 1.5 * float(image.std()), image.shape).astype(np.float32)
+    _, ny, nx = image.shape
+    a, b = rng.uniform(1.5, 2.5, 2) * rng.choice([-1, 1], 2)
+    field = np.exp(a * (np.arange(nx) / (nx - 1) - 0.5)[None, :] + b * (np.arange(ny) / (ny - 1) - 0.5)[:, None])
+    lo = float(image.min())
+    out = lo + (image - lo) * field[None].astype(np.float32)
+    return out + rng.normal(0, 0.3 * float(image.std()), image.shape).astype(np.float32)
+
+
+def make_pool(folder: Path, cases: int, test_cases: int, hard: int, seed: int, kind: str = "noise") -> list[str]:
+    """Fully labeled phantoms; ``hard`` training cases (after the first 3) and half the test cases made harder
+    (:func:`make_hard`). Returns the hard training case names."""
     make_phantoms("cardiac", cases, cases, folder, seed=100 + seed, test_cases=test_cases)
     rng = np.random.default_rng(seed)
     train = sorted((folder / "imagesTr").iterdir())
@@ -55,8 +71,7 @@ def make_pool(folder: Path, cases: int, test_cases: int, hard: int, seed: int) -
     chosen = [train[i] for i in rng.choice(np.arange(3, cases), size=hard, replace=False)]
     for path in chosen + test[: test_cases // 2]:
         image, geometry = read_image(path)
-        noisy = image + rng.normal(0, 1.5 * float(image.std()), image.shape).astype(np.float32)
-        write_image(noisy, geometry, path)
+        write_image(make_hard(image, kind, rng).astype(np.float32), geometry, path)
     return sorted(case_name(p) for p in chosen)
 
 
@@ -108,7 +123,7 @@ def one_seed(seed: int, a: argparse.Namespace, over: dict, previous: dict | None
     pool = work / "pool"
     if pool.exists():
         shutil.rmtree(pool)
-    hard = make_pool(pool, a.cases, a.test_cases, a.hard, seed)  # deterministic per seed: the same pool again
+    hard = make_pool(pool, a.cases, a.test_cases, a.hard, seed, a.hard_kind)  # deterministic per seed: the same pool again
     names = sorted(case_name(p) for p in (pool / "imagesTr").iterdir())
     base2, base3 = names[:2], names[:3]
     out: dict = {"hard": hard}
@@ -156,12 +171,14 @@ def write_table(results: dict, a: argparse.Namespace) -> None:
     seeds_a = [s for s in seeds if "parent" in results[f"seed{s}"]]
     rows_a = [results[f"seed{s}"] for s in seeds_a]
     mean = lambda xs: statistics.mean(xs)  # noqa: E731
-    lines = [f"# Labeling loop on cardiac phantoms ({a.cases} training + {a.test_cases} test cases, {a.hard} hard)",
+    lines = [f"# Labeling loop on cardiac phantoms ({a.cases} training + {a.test_cases} test cases, {a.hard} hard: "
+             f"{a.hard_kind})",
              "", f"Method `{a.method}`, settings {a.set or 'default'}, seeds {seeds}; test Dice = mean foreground Dice "
              "over the test cases (missed structures score 0). Command: `python benchmarks/labeling_loop.py "
              f"--seeds {' '.join(map(str, seeds))} --method {a.method} --parent-iterations {a.parent_iterations} "
              f"--scratch {' '.join(map(str, a.scratch))} --continue {' '.join(map(str, a.continue_))} "
-             f"--next-iterations {a.next_iterations}"
+             f"--next-iterations {a.next_iterations} --hard-kind {a.hard_kind}"
+             + (f" --set {' '.join(a.set)}" if a.set else "")
              + (" --reuse" if a.reuse else "") + (" --ranking-only" if a.ranking_only else "") + "`.", ""]
     if rows_a:
         lines += [f"## A. Continue from the 2-label model vs train from scratch, 3 labeled cases (seeds {seeds_a})", "",
@@ -209,6 +226,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=10)
     ap.add_argument("--test-cases", type=int, default=4)
     ap.add_argument("--hard", type=int, default=2)
+    ap.add_argument("--hard-kind", choices=["noise", "bias"], default="noise", help="how hard cases are made harder")
     ap.add_argument("--parent-iterations", type=int, default=300)
     ap.add_argument("--scratch", type=int, nargs="+", default=[100, 200, 300])
     ap.add_argument("--continue", dest="continue_", type=int, nargs="+", default=[50, 100])
