@@ -48,7 +48,7 @@ _engine.ensureEngineOnPath()
 from ACTIONppLogic import core as _core  # noqa: E402
 from ACTIONppLogic import jobs as _jobs  # noqa: E402
 from ACTIONppLogic import mrml as _mrml  # noqa: E402
-from ACTIONppWidgets import CurationPanel, Hooks, SegmentPanel, SettingsBinding, TrainingPanel  # noqa: E402
+from ACTIONppWidgets import CurationPanel, Hooks, ReviewPanel, SegmentPanel, SettingsBinding, TrainingPanel  # noqa: E402
 
 SETTINGS_WORK_FOLDER = "ACTIONpp/WorkFolder"
 
@@ -105,7 +105,7 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # Set before the base class: without a parent, Slicer's base __init__ calls setup() at once. Its
         # super().__init__() also runs VTKObservationMixin.__init__ (this class's next base).
         self.logic = None
-        self.curation = self.training = self.segment = self.settings = None
+        self.curation = self.training = self.segment = self.settings = self.review = None
         self._parameterNode = None
         self._refreshPending = False
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -135,6 +135,7 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.segment = SegmentPanel(self.ui, self.logic, deviceProvider=self.training.device, timer=self.segmentTimer,
                                     hooks=hooks)
         self.settings = SettingsBinding(self.ui, selectModel=self.selectModel)
+        self.review = ReviewPanel(self.ui, self.logic)
         self.ui.workFolderPathLineEdit.currentPathChanged.connect(self.onWorkFolderChanged)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
@@ -161,6 +162,12 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
         if self.curation is not None:
             self.curation.refresh()
+        if self.review is not None:
+            self.review.enter()
+
+    def exit(self) -> None:
+        if self.review is not None:
+            self.review.exit()
 
     # ---- parameter node ----------------------------------------------------------------------------------------
     def initializeParameterNode(self) -> None:
@@ -186,12 +193,14 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSceneStartClose(self, caller, event) -> None:
         self.askAboutRunningTraining(_("The scene is being closed"))
         self.setParameterNode(None)
+        self.review.sceneStartClose()
 
     def onSceneEndClose(self, caller, event) -> None:
         self.logic.sceneClosed()
         if self.parent.isEntered:
             self.initializeParameterNode()
             self.curation.refresh()
+            self.review.selectParameterNode()
 
     def onSceneEndImport(self, caller, event) -> None:
         """A scene was loaded: its parameter node (merged into this scene's) holds the saved settings."""
@@ -289,7 +298,12 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.segment.refreshModels(select=str(runDir))
 
     def onSegmentation(self, segmentationNode) -> None:
+        """Show the result and open it in the embedded Segment Editor for review."""
         segmentationNode.GetDisplayNode().SetVisibility(True)
+        role = segmentationNode.GetReferenceImageGeometryReferenceRole()
+        volume = slicer.mrmlScene.GetNodeByID(segmentationNode.GetNodeReferenceID(role))
+        self.review.edit(volume, segmentationNode, _("Correct '{name}' with the editor below, then press 'Accept as "
+                                                      "labels' (section 3).").format(name=segmentationNode.GetName()))
 
     def onLabelsAccepted(self, segmentationNode) -> None:
         """Show the accepted copy as its volume's labels in the Data table."""
@@ -300,12 +314,10 @@ class ACTIONppWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.curation.setChoice(volume, segmentationNode)
 
     def openForLabeling(self, volume, segmentation) -> None:
-        """Show ``volume`` in the slice views and open the Segment Editor on ``segmentation``."""
+        """Show ``volume`` in the slice views and ``segmentation`` in the embedded Segment Editor."""
         slicer.util.setSliceViewerLayers(background=volume, fit=True)
-        slicer.util.selectModule("SegmentEditor")
-        editor = slicer.modules.segmenteditor.widgetRepresentation().self().editor
-        editor.setSegmentationNode(segmentation)
-        editor.setSourceVolumeNode(volume)
+        self.review.edit(volume, segmentation, _("Label '{name}' with the editor below; it is already its labels in "
+                                                 "the Data table.").format(name=volume.GetName()))
 
     def onUncertainty(self, node) -> None:
         """Show the uncertainty map over the slices (half transparent); the result volume stays the background."""

@@ -406,6 +406,10 @@ class ModuleLogic:
         ranking = json.loads(out.read_text(encoding="utf-8"))
         return [(byCase[row["case"]], float(row["score"])) for row in ranking if row["case"] in byCase]
 
+    def segmentEditorNode(self):
+        """The panel's own Segment Editor parameter node (see :func:`mrml.segmentEditorNode`)."""
+        return mrml.segmentEditorNode(self.scene)
+
     def createLabelsFor(self, volume, like=None):
         """A new, empty segmentation on ``volume`` (reference geometry set, as the Segment Editor makes it), beside
         it in the subject hierarchy: what *Label next* opens in the Segment Editor.

@@ -59,6 +59,10 @@ def createHeadlessScene() -> SceneContext:
     segmentationsLogic.SetMRMLApplicationLogic(appLogic)
     appLogic.SetModuleLogic("Segmentations", segmentationsLogic)
     registerSegmentationConverterRules()
+    # The application's Segmentations module registers the Segment Editor's parameter node class with the scene
+    # (Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.cxx, RegisterNodes); without that
+    # scene the logic above cannot, so register it here.
+    scene.RegisterNodeClass(slicer.vtkMRMLSegmentEditorNode())
     return SceneContext(scene, segmentationsLogic, keepAlive=(appLogic, *logics))
 
 
@@ -104,6 +108,23 @@ def placeBeside(node, sibling) -> None:
         sh.SetItemParent(item, parent)
     else:
         sh.CreateItem(parent, node)
+
+
+SEGMENT_EDITOR_TAG = "ACTIONpp"
+"""Singleton tag of the panel's own Segment Editor parameter node (the Segment Editor module uses "SegmentEditor")."""
+
+
+def segmentEditorNode(scene):
+    """The panel's ``vtkMRMLSegmentEditorNode``: found by its singleton tag, or created and added (as Slicer's
+    Modules/Scripted/SegmentEditor/SegmentEditor.py ``selectParameterNode`` does for the module, under its own tag so
+    the two editors do not share an active effect or segment)."""
+    node = scene.GetSingletonNode(SEGMENT_EDITOR_TAG, "vtkMRMLSegmentEditorNode")
+    if node is None:
+        node = scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+        node.UnRegister(None)
+        node.SetSingletonTag(SEGMENT_EDITOR_TAG)
+        node = scene.AddNode(node)
+    return node
 
 
 def uniqueName(scene, base: str) -> str:

@@ -7,7 +7,8 @@ pass PySide6 widgets loaded from the same ``.ui`` file. Timers and dialogs are i
 from .common import Hooks
 from .settings import SettingsBinding
 from .curation import CurationPanel
+from .review import ReviewPanel
 from .segment import SegmentPanel
 from .training import TrainingPanel
 
-__all__ = ["CurationPanel", "Hooks", "SegmentPanel", "SettingsBinding", "TrainingPanel"]
+__all__ = ["CurationPanel", "Hooks", "ReviewPanel", "SegmentPanel", "SettingsBinding", "TrainingPanel"]

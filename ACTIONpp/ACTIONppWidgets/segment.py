@@ -126,8 +126,8 @@ class SegmentPanel:
         self.running = False
         if status.state == "finished":
             self.lastResult = status.segmentation
-            self.ui.segmentStatusLabel.setText(f"Created '{status.segmentation.GetName()}'. Correct it in the "
-                                               "Segment Editor, then 'Accept as labels' to train on it.")
+            self.ui.segmentStatusLabel.setText(f"Created '{status.segmentation.GetName()}'. Correct it in "
+                                               "section 4, then 'Accept as labels' to train on it.")
             self.hooks.onSegmentation(status.segmentation)
             if getattr(status, "uncertainty", None) is not None:
                 self.hooks.onUncertainty(status.uncertainty)

@@ -57,6 +57,19 @@ def test_scene_listing_and_segmentation_guess(ctx, scene3, tmp_path):
     assert report.canTrain and report.classes == {"ring": 1, "core": 2} and (report.labeled, report.unlabeled) == (2, 1)
 
 
+def test_the_panels_segment_editor_node_is_its_own_singleton(ctx, tmp_path):
+    """One editor parameter node per scene under the tag ACTIONpp, apart from the Segment Editor module's."""
+    logic = ModuleLogic(ctx, tmp_path)
+    node = logic.segmentEditorNode()
+    assert node.IsA("vtkMRMLSegmentEditorNode") and node.GetSingletonTag() == "ACTIONpp"
+    assert logic.segmentEditorNode() is node and ctx.scene.GetNumberOfNodesByClass("vtkMRMLSegmentEditorNode") == 1
+    module = ctx.scene.AddNode(ctx.scene.CreateNodeByClass("vtkMRMLSegmentEditorNode"))
+    module.SetSingletonTag("SegmentEditor")
+    assert logic.segmentEditorNode() is node
+    ctx.scene.Clear(0)  # closing the scene keeps singletons: the same node serves the next scene
+    assert logic.segmentEditorNode().GetID() == node.GetID()
+
+
 @pytest.mark.slow
 def test_train_then_segment_through_the_logic(ctx, scene3, tmp_path):
     requireEngine()

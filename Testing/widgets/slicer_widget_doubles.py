@@ -151,7 +151,93 @@ class ctkPathLineEdit(QtWidgets.QWidget):  # noqa: N801
     currentPath = QtCore.Property(str, getCurrentPath, setCurrentPath)
 
 
-SLICER_DESIGNER_WIDGETS = (qMRMLWidget, qMRMLNodeComboBox, ctkCollapsibleButton, ctkPathLineEdit)
+def _boolProperty(name):
+    def get(self):
+        return bool(self.property(f"_{name}") if self.property(f"_{name}") is not None else True)
+
+    def set_(self, value):
+        self.setProperty(f"_{name}", bool(value))
+
+    return QtCore.Property(bool, get, set_)
+
+
+class qMRMLSegmentEditorWidget(qMRMLWidget):  # noqa: N801
+    """``Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget`` (.h/.cxx): the editor keeps its state in
+    a ``vtkMRMLSegmentEditorNode`` through Slicer's own ``vtkSlicerSegmentEditorLogic`` (the real logic here, from
+    slicer-core), as the widget does: ``setMRMLSegmentEditorNode`` hands the node to the logic,
+    ``setSegmentationNode``/``setSourceVolumeNode`` go to the logic (switching segmentation deactivates the active
+    effect), ``segmentationNode()``/``sourceVolumeNode()`` read them back. Keyboard shortcuts and view observations,
+    which need the application's views, are recorded as states (``shortcutsInstalled``, ``observingViews``); the
+    designer properties the .ui sets are plain bool properties (drawing nothing)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        import slicer
+
+        self._logic = slicer.vtkSlicerSegmentEditorLogic()
+        self._editorNode = None
+        self._activeEffect = None
+        self.undoStates = 0
+        self.shortcutsInstalled = False
+        self.observingViews = False
+
+    def setMRMLScene(self, scene):
+        self._logic.SetMRMLScene(scene)
+        super().setMRMLScene(scene)
+
+    def setMRMLSegmentEditorNode(self, node):
+        if node is self._editorNode:
+            return
+        self._editorNode = node
+        self._logic.SetSegmentEditorNode(node)
+
+    def mrmlSegmentEditorNode(self):
+        return self._editorNode
+
+    def setSegmentationNode(self, node):
+        if self._logic.GetSegmentationNode() is node:
+            return
+        self._logic.SetSegmentationNode(node)
+        self.setActiveEffect(None)
+        self.observingViews = node is not None  # the widget observes the views showing the segmentation
+
+    def segmentationNode(self):
+        return self._logic.GetSegmentationNode()
+
+    def setSourceVolumeNode(self, node):
+        self._logic.SetSourceVolumeNode(node)
+
+    def sourceVolumeNode(self):
+        return self._logic.GetSourceVolumeNode()
+
+    def setActiveEffect(self, effect):
+        self._activeEffect = effect
+
+    def activeEffect(self):
+        return self._activeEffect
+
+    def setMaximumNumberOfUndoStates(self, count):
+        self.undoStates = int(count)
+
+    def installKeyboardShortcuts(self, parent=None):
+        self.shortcutsInstalled = True
+
+    def uninstallKeyboardShortcuts(self):
+        self.shortcutsInstalled = False
+
+    def setupViewObservations(self):
+        self.observingViews = True
+
+    def removeViewObservations(self):
+        self.observingViews = False
+
+    segmentationNodeSelectorVisible = _boolProperty("segmentationNodeSelectorVisible")
+    sourceVolumeNodeSelectorVisible = _boolProperty("sourceVolumeNodeSelectorVisible")
+    switchToSegmentationsButtonVisible = _boolProperty("switchToSegmentationsButtonVisible")
+
+
+SLICER_DESIGNER_WIDGETS = (qMRMLWidget, qMRMLNodeComboBox, ctkCollapsibleButton, ctkPathLineEdit,
+                           qMRMLSegmentEditorWidget)
 
 
 def connectUiConnections(top, uiPath) -> int:

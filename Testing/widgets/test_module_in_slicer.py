@@ -126,6 +126,14 @@ def test_the_module_walks_from_data_to_training_to_segmentation(slicerApp, qapp)
     label = prediction.labelArray(result, volumes[2], slicerApp.context.segmentationsLogic)
     assert label.shape == (4, 32, 32)  # on the volume's grid
     assert seg.ContainsRepresentation("Closed surface")
+    # the result opens in the panel's own Segment Editor for review (Slicer's editor logic on the scene)
+    editorNode = widget.logic.segmentEditorNode()
+    assert widget.review.editing() == (volumes[2], result) and editorNode.GetSegmentationNode() is result
+    assert not ui.reviewCollapsibleButton.collapsed and "Accept as labels" in ui.reviewLabel.text()
+    assert editorNode.GetSingletonTag() == "ACTIONpp" and ui.segmentEditorWidget.shortcutsInstalled
+    widget.exit()  # leaving the module releases the editor's shortcuts and view observations
+    assert not ui.segmentEditorWidget.shortcutsInstalled and not ui.segmentEditorWidget.observingViews
+    widget.enter()
 
     # The result is not proposed as labels for its volume; once accepted, a copy is.
     ui.refreshVolumesButton.click()
@@ -256,3 +264,9 @@ def test_the_labeling_loop_end_to_end(slicerApp, qapp):
     scores = {table.item(r, 0).text(): table.item(r, 3).text() for r in range(table.rowCount())}
     assert scores["scan 3"] != "" and 0 <= float(scores["scan 3"]) <= 1
     assert scores["scan 0"] == scores["scan 2"] == ""  # labeled volumes are not ranked
+
+    ui.labelNextButton.click()  # the only unlabeled volume opens, with new empty labels, in the embedded editor
+    volume, labels = widget.review.editing()
+    assert volume is volumes[3] and labels is not None and labels is not status.segmentation
+    assert labels.GetNodeReferenceID(labels.GetReferenceImageGeometryReferenceRole()) == volumes[3].GetID()
+    assert "scan 3" in ui.reviewLabel.text()

@@ -12,7 +12,7 @@ pytest.importorskip("PySide6.QtUiTools", reason="PySide6 is not installed (pip i
 from actionpp_widget_testing import MODULE_DIR, UI_FILE, loadUi  # noqa: E402
 from PySide6 import QtWidgets  # noqa: E402
 
-from ACTIONppWidgets import CurationPanel, SegmentPanel, TrainingPanel  # noqa: E402
+from ACTIONppWidgets import CurationPanel, ReviewPanel, SegmentPanel, TrainingPanel  # noqa: E402
 
 QT_CLASSES = {"QWidget", "QLabel", "QPushButton", "QComboBox", "QSpinBox", "QCheckBox", "QLineEdit", "QTableWidget",
               "QPlainTextEdit", "QProgressBar"}
@@ -53,7 +53,7 @@ def test_ui_follows_slicer_conventions():
 
 def test_every_widget_name_the_code_uses_exists():
     names, _ = _uiNames()
-    declared = set(CurationPanel.WIDGETS + TrainingPanel.WIDGETS + SegmentPanel.WIDGETS)
+    declared = set(CurationPanel.WIDGETS + TrainingPanel.WIDGETS + SegmentPanel.WIDGETS + ReviewPanel.WIDGETS)
     assert declared <= set(names), f"missing from the .ui: {declared - set(names)}"
     sources = [MODULE_DIR / "ACTIONpp.py", *sorted((MODULE_DIR / "ACTIONppWidgets").glob("*.py"))]
     used = set()
