@@ -68,3 +68,27 @@ def test_phantoms_train_predict_evaluate_end_to_end(tmp_path, capsys):
 def test_console_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "actionpp", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("actionpp ")
+
+
+def test_demo_compares_the_methods_on_the_same_test_cases(tmp_path, monkeypatch):
+    """A tiny demo (2 iterations each, 32 x 32 slices): both methods trained, scored on the same test cases, the
+    report's table, per-case differences and overlay agree with the metrics files; a used folder is refused."""
+    import json
+
+    from actionpp import demo
+
+    report = demo.run_demo(tmp_path / "d", iterations=2, device="cpu", cases=3, size=(4, 32, 32),
+                           batch_labeled=1, batch_unlabeled=1, val_fraction=0.0)
+    text = report.read_text()
+    metrics = {m: json.loads((tmp_path / "d" / f"metrics_{m}.json").read_text()) for m in demo.DEFAULT_METHODS}
+    assert set(metrics["supervised"]["per_case"]) == set(metrics["actionpp"]["per_case"]) and metrics["actionpp"]
+    for m, result in metrics.items():
+        mean = result["summary"]["mean"]["dice"]
+        assert f"| {m} | {mean:.3f} |" in text
+    case = sorted(metrics["supervised"]["per_case"])[0]
+    diff = demo._case_dice(metrics["actionpp"])[case] - demo._case_dice(metrics["supervised"])[case]
+    assert f"| {case} | {diff:+.3f} |" in text
+    from PIL import Image
+
+    assert Image.open(tmp_path / "d" / "overlay.png").size[0] > Image.open(tmp_path / "d" / "overlay.png").size[1] * 3
+    assert main(["demo", "--out", str(tmp_path / "d"), "--iterations", "1"]) == 1  # never reuses a folder

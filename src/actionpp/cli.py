@@ -163,10 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--intensity", choices=("default", "alt"), default="default",
                     help="cardiac: tissue contrast scheme; alt = other tissue means and a per-case gamma")
 
-    d = sub.add_parser("demo", help="phantoms -> train -> predict -> evaluate -> report.md")
+    d = sub.add_parser("demo", help="phantoms -> train each method -> predict -> evaluate -> report.md, side by side")
     d.add_argument("--out", default="demo_out", help="demo folder (default: demo_out)")
-    d.add_argument("--method", choices=METHODS, default="actionpp", help="training method (default: actionpp)")
-    d.add_argument("--iterations", type=int, default=600, help="training iterations (default: 600)")
+    d.add_argument("--methods", nargs="+", choices=METHODS, default=["supervised", "actionpp"],
+                   help="methods trained on the same data and compared (default: supervised actionpp)")
+    d.add_argument("--iterations", type=int, default=400, help="training iterations per method (default: 400)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     sub.add_parser("devices", help="print, as one JSON object, the PyTorch build and the GPUs it sees")
     sub.add_parser("studio", add_help=False,
@@ -227,7 +228,7 @@ def _phantoms(a: argparse.Namespace) -> None:
 def _demo(a: argparse.Namespace) -> None:
     from actionpp.demo import run_demo
 
-    report = run_demo(Path(a.out), method=a.method, iterations=a.iterations, device=a.device)
+    report = run_demo(Path(a.out), methods=tuple(a.methods), iterations=a.iterations, device=a.device)
     print(f"report: {report}")
 
 
