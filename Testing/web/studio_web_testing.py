@@ -80,3 +80,14 @@ class StudioServer:
                 self.process.kill()
                 self.process.wait()
         self._out.close()
+
+
+def dragAcrossAxial(page) -> None:
+    """A left-button drag across the middle of the page's slice views (what a paint or erase stroke needs)."""
+    box = page.get_by_test_id("views").bounding_box()
+    x0, y = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.5
+    page.mouse.move(x0, y)
+    page.mouse.down()
+    for i in range(1, 16):
+        page.mouse.move(x0 + i * box["width"] * 0.02, y, steps=2)
+    page.mouse.up()

@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from studio_web_testing import REPO, WEB_REASON, StudioServer, browserAvailable, requireWeb
+from studio_web_testing import REPO, WEB_REASON, StudioServer, browserAvailable, dragAcrossAxial, requireWeb
 
 pytest.importorskip("trame_slicer", reason=WEB_REASON)
 
@@ -128,16 +128,6 @@ def _voxels(page) -> int:
     return int(page.get_by_test_id("edit-info").inner_text().split(":")[1].split()[0])
 
 
-def _dragAcrossAxial(page) -> None:
-    box = page.get_by_test_id("views").bounding_box()
-    x0, y = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.5
-    page.mouse.move(x0, y)
-    page.mouse.down()
-    for i in range(1, 16):
-        page.mouse.move(x0 + i * box["width"] * 0.02, y, steps=2)
-    page.mouse.up()
-
-
 def test_paint_and_erase_in_the_axial_view(studio, browser):
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(studio.url)
@@ -146,14 +136,14 @@ def test_paint_and_erase_in_the_axial_view(studio, browser):
     before = _voxels(page)
 
     page.get_by_test_id("paint-button").click()
-    _dragAcrossAxial(page)
+    dragAcrossAxial(page)
     page.wait_for_function(f"() => !(document.querySelector('[data-testid=edit-info]')?.innerText ?? ': {before} ').includes(': {before} ')",
                            timeout=30_000)
     painted = _voxels(page)
     assert painted > before
 
     page.get_by_test_id("erase-button").click()
-    _dragAcrossAxial(page)
+    dragAcrossAxial(page)
     page.wait_for_function(f"() => !(document.querySelector('[data-testid=edit-info]')?.innerText ?? ': {painted} ').includes(': {painted} ')",
                            timeout=30_000)
     assert _voxels(page) < painted

@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from studio_web_testing import TINY_ENGINE, WEB_REASON, StudioServer
+from studio_web_testing import TINY_ENGINE, WEB_REASON, StudioServer, dragAcrossAxial
 
 pytest.importorskip("trame_slicer", reason=WEB_REASON)
 
@@ -32,16 +32,6 @@ def _open(browser, server):
     return page
 
 
-def _dragAcrossAxial(page) -> None:
-    box = page.get_by_test_id("views").bounding_box()
-    x0, y = box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.5
-    page.mouse.move(x0, y)
-    page.mouse.down()
-    for i in range(1, 16):
-        page.mouse.move(x0 + i * box["width"] * 0.02, y, steps=2)
-    page.mouse.up()
-
-
 def test_new_labels_for_an_unlabeled_case_are_saved_and_come_back_after_a_restart(browser, tmp_path):
     work = tmp_path / "work"
     server = StudioServer(work)
@@ -61,7 +51,7 @@ def test_new_labels_for_an_unlabeled_case_are_saved_and_come_back_after_a_restar
         page.keyboard.press("Escape")
 
         page.get_by_test_id("paint-button").click()
-        _dragAcrossAxial(page)
+        dragAcrossAxial(page)
         page.wait_for_function("() => !(document.querySelector('[data-testid=edit-info]')?.innerText ?? ': 0 ')"
                                ".includes(': 0 ')", timeout=30_000)
         painted = _text(page, "edit-info")
