@@ -1,6 +1,7 @@
 """Run under ``torchrun --nproc_per_node=2``: one DDP forward/backward of iteration 0 on each rank's batch, as
 ``Trainer.train_step`` does it, and save the loss and the (averaged) gradients of rank 0 to ``OUT/rank<r>.pt``.
-Used by test_distributed.py, which recomputes the same in one process."""
+Used by test_distributed.py, which recomputes the same in one process. ``ddp_probe.py OUT fail``: a training in
+which rank 1's second step raises (rank 0 is then stopped by torchrun), to see where that error goes."""
 
 from __future__ import annotations
 
@@ -39,5 +40,19 @@ def main(out: Path) -> None:
     torch.distributed.destroy_process_group()
 
 
+def fail_on_rank_one(out: Path) -> None:
+    from dataclasses import replace
+
+    original = Trainer.train_step
+
+    def step(self, batch, it):
+        if self.dist.rank == 1 and it == 1:
+            raise RuntimeError("injected failure on rank 1")
+        return original(self, batch, it)
+
+    Trainer.train_step = step
+    Trainer(replace(probe_config(out / "run"), iterations=4), probe_dataset()).run()
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    (fail_on_rank_one if sys.argv[2:] == ["fail"] else main)(Path(sys.argv[1]))

@@ -154,3 +154,12 @@ def test_bf16_autocast_trains_on_cpu_and_the_contrastive_terms_stay_float32(tmp_
     assert float(mixed) == pytest.approx(float(exact), rel=1e-6)  # the loss is computed in float32 inside
     naive = torch.logsumexp((s.bfloat16() @ t.bfloat16().T) / 0.07, 1).float()  # what bf16 logits would give
     assert (naive - torch.logsumexp((s @ t.T) / 0.07, 1)).abs().max() > 1e-2
+
+
+def test_an_error_on_another_rank_reaches_the_event_log(tmp_path):
+    """Rank 1 fails at its second step: its error is in rank 0's events.jsonl, naming the rank, and torchrun fails."""
+    proc = _torchrun(HERE / "ddp_probe.py", tmp_path, "fail")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, output
+    errors = [e for e in _events(tmp_path / "run") if e["event"] == "error"]
+    assert any(e.get("rank") == 1 and "injected failure on rank 1" in e["message"] for e in errors), errors
