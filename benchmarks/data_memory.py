@@ -122,6 +122,8 @@ def main() -> None:
         "",
         f"CPU: {cpu_model()}; torch {torch.__version__}; Python {platform.python_version()}; "
         f"{os.cpu_count()} logical CPUs (shared).",
+        *(["", "`before`: the engine in `--baseline` (source from before `--cache`), run without `--cache`; it held "
+            "every volume twice (raw and z-scored)."] if "before" in a.modes else []),
         "",
         "| N unlabeled | " + " | ".join(f"{m}: peak RSS MiB" for m in a.modes) + " | "
         + " | ".join(f"{m}: wall s" for m in a.modes) + " | disk cache MiB |",
