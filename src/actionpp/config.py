@@ -23,6 +23,7 @@ TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
 MIXES = ("cutmix", "classmix", "none")
 TAU_STEPS = ("iteration", "epoch")
 TEACHERS = ("eval", "official")
+CACHES = ("auto", "memory", "disk", "none")
 
 
 PRETRAIN_AUTO_FRACTION = 0.25
@@ -63,6 +64,10 @@ class Config:
     seed: int = 1337
     workers: int = 0
     """Data-loading worker processes (0: load in the training process)."""
+    cache: str = "auto"
+    """Where training volumes live (data/volumes.py): 'memory' (z-scored once, held), 'disk' (z-scored once into
+    RUN/cache/*.npy, memory-mapped per draw), 'none' (read from the dataset at each draw), or 'auto' (memory when the
+    volumes take under 1/4 of the available memory, else disk). The run's config.json records the resolved choice."""
     checkpoint_every: int = 200
     val_every: int = 0
     """Validate every N iterations on the labeled validation split (0: only at the end)."""
@@ -233,6 +238,7 @@ class Config:
         _choice("unsup_threshold", self.unsup_threshold, ("fixed", "class-adaptive"))
         _choice("tau_step", self.tau_step, TAU_STEPS)
         _choice("teacher", self.teacher, TEACHERS)
+        _choice("cache", self.cache, CACHES)
         _choice("ascl_precision", self.ascl_precision, PRECISIONS)
         _choice("precision", self.precision, TRAIN_PRECISIONS)
         _choice("dims", self.dims, (2, 3))

@@ -7,6 +7,7 @@ optimiser, scaler, ASCL queue and centroids) is in the checkpoint, so ``--resume
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from actionpp import checkpoint, distributed, memory
 from actionpp.config import Config, ConfigError
 from actionpp.data.layout import Case, Dataset, load_dataset
 from actionpp.data.loaders import IterationBatches, batch_loader
+from actionpp.data.volumes import VolumeStore, resolve_cache
 from actionpp.events import EventLog
 from actionpp.inference import Predictor, save_model
 from actionpp.rank import class_volumes_ml
@@ -67,12 +69,17 @@ class Trainer:
         self.out = Path(cfg.out)
         self.dist, device = distributed.setup(cfg.device)  # one process: (rank 0 of 1, cfg.device)
         self.device = resolve_device(device)
-        self.ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.labeled_cases)
+        # every volume is read and checked once, then released: the stores below decide what is kept (--cache)
+        self.ds = dataset if dataset is not None else load_dataset(cfg.data, cfg.labeled_cases, hold=False)
         self.train_cases, self.val_cases = split_validation(cfg, self.ds)
+        unlabeled = self.ds.unlabeled or self.train_cases  # no unlabeled data: the labeled images double as such
+        used = self.train_cases + (unlabeled if cfg.method != "supervised" else [])
+        mode, self.cache_reason = resolve_cache(cfg.cache, used)
+        self.cfg = cfg = copy.copy(cfg)  # config.json records the resolved choice
+        cfg.cache = mode
         if cfg.memory_check:  # before the networks exist: stop early, proposing a patch/batch that fits
             memory.plan_training(cfg, 1, self.ds.num_classes, device=self.device)
-        unlabeled = self.ds.unlabeled or self.train_cases  # no unlabeled data: the labeled images double as such
-        per_epoch = sum(c.image.shape[0] if cfg.dims == 2 else 1 for c in unlabeled) / max(cfg.batch_unlabeled, 1)
+        per_epoch = sum(c.shape[0] if cfg.dims == 2 else 1 for c in unlabeled) / max(cfg.batch_unlabeled, 1)
         torch.manual_seed(cfg.seed)
         self.learner = Learner(cfg, self.ds.num_classes, 1, iters_per_epoch=math.ceil(per_epoch)).to(self.device)
         student = self.learner.student  # a second group only when the head learns at head_lr_scale x lr, so
@@ -84,7 +91,12 @@ class Trainer:
         precision = "fp16" if cfg.precision == "fp32" and cfg.amp and self.device.type == "cuda" else cfg.precision
         self.autocast_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
-        self.batches = IterationBatches(cfg, self.train_cases, unlabeled if cfg.method != "supervised" else [],
+        folder = self.out / "cache"  # --cache disk: z-scored volumes as .npy, never in the dataset folder
+        self.labeled_store = VolumeStore(self.train_cases, mode, folder)
+        self.unlabeled_store = (VolumeStore([], mode, folder) if cfg.method == "supervised" else
+                                self.labeled_store.without_labels() if unlabeled is self.train_cases else
+                                VolumeStore(unlabeled, mode, folder, with_labels=False))
+        self.batches = IterationBatches(cfg, self.labeled_store, self.unlabeled_store,
                                         rank=self.dist.rank if self.dist.active else None)
         self.model = self.learner
         if self.dist.active:  # gradients averaged by DDP; buffers by distributed.average_buffers after each step
@@ -162,8 +174,10 @@ class Trainer:
         """Mean Dice per foreground class over ``cases`` (student, sliding window on the whole volume)."""
         predictor = Predictor(self.learner.inference_model(), self.cfg, self.ds.labels, self.device)
         self.learner.eval()
-        scores = [case_metrics(predictor.predict_array(c.image), c.label, self.ds.labels, c.geometry.spacing)
-                  for c in cases]
+        scores = []
+        for c in cases:  # one volume at a time (released cases are read from their files here)
+            image, label = c.arrays()
+            scores.append(case_metrics(predictor.predict_array(image), label, self.ds.labels, c.geometry.spacing))
         return {name: float(np.mean([s[name]["dice"] for s in scores])) for name in scores[0]}
 
     # ------------------------------------------------------------------------------------------------------------
@@ -209,9 +223,9 @@ class Trainer:
         """Contrastive pre-training of the student, then a teacher that starts from it (fine-tuning's start)."""
         from actionpp.pretrain import pretrain
 
-        # supervised learning sees no unlabeled image, in pre-training either
-        unlabeled = [] if self.cfg.method == "supervised" else (self.ds.unlabeled or self.train_cases)
-        with_unlabeled = IterationBatches(self.cfg, self.train_cases, unlabeled, length=self.cfg.pretrain_iterations,
+        # supervised learning sees no unlabeled image, in pre-training either (its unlabeled store is empty)
+        with_unlabeled = IterationBatches(self.cfg, self.labeled_store, self.unlabeled_store,
+                                          length=self.cfg.pretrain_iterations,
                                           rank=self.dist.rank if self.dist.active else None)
         pretrain(self.cfg, self.learner.student, self.ds.num_classes, with_unlabeled, self.device, events, self.out)
         self.learner.reset_teacher()
@@ -222,7 +236,7 @@ class Trainer:
             self._pretrain(events)
         events.emit("start", total=cfg.iterations, start_iteration=start, method=cfg.method, device=str(self.device),
                     labels=self.ds.labels, labeled=len(self.train_cases), unlabeled=len(self.ds.unlabeled),
-                    val=len(self.val_cases))
+                    val=len(self.val_cases), cache=cfg.cache, cache_reason=self.cache_reason)
         log_every = max(1, cfg.iterations // 1000)
         t0, done = time.perf_counter(), 0
         for it, batch in zip(range(start, cfg.iterations), batch_loader(self.batches, start, cfg.iterations,
@@ -263,7 +277,7 @@ class Trainer:
         meta: dict[str, Any] = {"val_dice": None, "test_dice": None}
         if self.val_cases:
             meta["val_dice"] = self._emit_val(events)
-        test = [c for c in self.ds.test if c.label is not None]
+        test = [c for c in self.ds.test if c.labeled]
         if test:
             dice = self.validate(test)
             meta["test_dice"] = float(np.mean(list(dice.values())))
@@ -336,7 +350,8 @@ def _train(cfg: Config, resume: bool = False, show_bar: bool | None = None) -> P
         if resume:
             keep = Config.load(saved).to_dict()
             # where to run may change; what to learn may not; the run is where --out points now
-            keep.update(device=cfg.device, workers=cfg.workers, memory_check=cfg.memory_check, out=str(out))
+            keep.update(device=cfg.device, workers=cfg.workers, memory_check=cfg.memory_check, cache=cfg.cache,
+                        out=str(out))
             cfg = Config.from_dict(keep)
         return Trainer(cfg, show_bar=show_bar).run(resume=resume)
     except BaseException:

@@ -22,6 +22,7 @@ LA arrays are transposed to the engine's (z, y, x) order and given 0.625 mm isot
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path, PurePosixPath
 from typing import Mapping, Sequence
@@ -98,10 +99,19 @@ def read_h5_volume(path: Path, xyz: bool = False) -> tuple[np.ndarray, np.ndarra
     return image, label
 
 
-def _h5_case(name: str, path: Path, labels: dict[str, int], spacing: Sequence[float], xyz: bool) -> Case:
+def read_h5_case(path: Path, labels: dict[str, int], xyz: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, label)`` of an h5 volume with its label values checked (a released case's reader)."""
     image, label = read_h5_volume(path, xyz=xyz)
     check_label_values(label, labels, path)
-    return Case(name, image, label, Geometry.from_shape(image.shape, spacing), path, path)
+    return image, label
+
+
+def _h5_case(name: str, path: Path, labels: dict[str, int], spacing: Sequence[float], xyz: bool,
+             hold: bool = True) -> Case:
+    reader = functools.partial(read_h5_case, path, dict(labels), xyz)
+    image, label = reader()
+    case = Case(name, image, label, Geometry.from_shape(image.shape, spacing), path, path, reader)
+    return case if hold else case.released()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -119,7 +129,7 @@ def acdc_patient_of(volume: str) -> str:
     return m.group(1) if m else volume
 
 
-def load_acdc(root: str | Path, labeled_cases: int = 0) -> Dataset:
+def load_acdc(root: str | Path, labeled_cases: int = 0, hold: bool = True) -> Dataset:
     """Load the SSL4MIS ACDC layout (see the module docstring).
 
     Training volumes are those named in ``train_slices.list``, in order of first appearance; ``labeled_cases = N``
@@ -139,7 +149,7 @@ def load_acdc(root: str | Path, labeled_cases: int = 0) -> Dataset:
         raise DataError(f"{train_list}: expected at least one training slice name, found none")
 
     def cases(names: list[str]) -> list[Case]:
-        return [_h5_case(v, root / "data" / f"{v}.h5", ACDC_LABELS, (1.0, 1.0, 1.0), False) for v in names]
+        return [_h5_case(v, root / "data" / f"{v}.h5", ACDC_LABELS, (1.0, 1.0, 1.0), False, hold) for v in names]
 
     labeled = cases(volumes)
     val = cases(read_list(root / "val.list")) if (root / "val.list").is_file() else []
@@ -169,7 +179,7 @@ def la_file(root: Path, case_id: str) -> Path:
     return candidates[1] if (root / LA_SUBFOLDER).is_dir() else candidates[0]
 
 
-def load_la(root: str | Path, labeled_cases: int = 0) -> Dataset:
+def load_la(root: str | Path, labeled_cases: int = 0, hold: bool = True) -> Dataset:
     """Load the UA-MT LA layout (see the module docstring).
 
     ``labeled_cases = N`` keeps labels on the first N IDs of ``train.list``. Arrays are transposed from (x, y, z) to
@@ -184,7 +194,7 @@ def load_la(root: str | Path, labeled_cases: int = 0) -> Dataset:
             path = la_file(root, cid)
             if not path.is_file():
                 raise DataError(f"{path}: expected the h5 volume of {cid!r} listed in {list_file.name}, found nothing")
-            out.append(_h5_case(cid, path, LA_LABELS, LA_SPACING, True))
+            out.append(_h5_case(cid, path, LA_LABELS, LA_SPACING, True, hold))
         return out
 
     labeled = cases(root / "train.list")

@@ -1,14 +1,16 @@
 """Dataset layouts: nnU-Net v2 raw, SSL4MIS ACDC h5 and UA-MT LA h5, loaded into one :class:`Dataset`.
 
-:func:`load_dataset` detects the layout from marker files, reads every volume into memory, validates it and splits
-the training cases into labeled and unlabeled ones. Nothing in the dataset folder is written or deleted.
+:func:`load_dataset` detects the layout from marker files, reads and validates every volume and splits the training
+cases into labeled and unlabeled ones; with ``hold=False`` each volume is released after its check and read again
+from its file when used (the trainer's way: memory does not grow with the number of volumes, see ``data/volumes.py``).
+Nothing in the dataset folder is written or deleted.
 
 All arrays are ``(Z, Y, X)``; geometry is in ITK ``(x, y, z)`` order (see :mod:`actionpp.data.io`).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,40 +29,11 @@ from actionpp.data.io import (
     split_suffix,
 )
 
+from actionpp.data.case import Case  # defined there, imported from here by most callers
 from actionpp.data.entries import check_distinct_cases, listed_cases
 
 FORMATS = ("nnunet", "acdc-h5", "la-h5")
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
-
-
-@dataclass(eq=False)
-class Case:
-    """One volume of a dataset.
-
-    Attributes:
-        name: case identifier (file name without ending and channel tag, or the h5 volume name / LA ID).
-        image: ``(Z, Y, X)`` float32 raw intensities (no normalisation applied).
-        label: ``(Z, Y, X)`` integer label map with values in ``0..C-1``, or None for an unlabeled case.
-        geometry: grid of the image (and label).
-        image_path: file the image was read from (None for in-memory cases).
-        label_path: file the label was read from (None when unlabeled; for h5 layouts the same file as the image).
-    """
-
-    name: str
-    image: np.ndarray = field(repr=False)
-    label: np.ndarray | None = field(repr=False)
-    geometry: Geometry = field(repr=False)
-    image_path: Path | None = None
-    label_path: Path | None = None
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``(Z, Y, X)`` of the image."""
-        return tuple(self.image.shape)
-
-    def unlabeled_copy(self) -> "Case":
-        """The same case with its label dropped (arrays are shared, not copied)."""
-        return dataclasses.replace(self, label=None, label_path=None)
 
 
 @dataclass(eq=False)
@@ -193,7 +166,7 @@ def _check_labeled_cases(labeled_cases: Any) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 # public entry points
 # ----------------------------------------------------------------------------------------------------------------
-def load_dataset(path: str | Path, labeled_cases: int = 0) -> Dataset:
+def load_dataset(path: str | Path, labeled_cases: int = 0, hold: bool = True) -> Dataset:
     """Load a dataset folder, detecting its layout.
 
     * ``dataset.json`` -> nnU-Net v2 raw: ``imagesTr/<case>_0000<ext>``, ``labelsTr/<case><ext>``, optional
@@ -206,9 +179,11 @@ def load_dataset(path: str | Path, labeled_cases: int = 0) -> Dataset:
         labeled_cases: N > 0 keeps labels only on the first N labeled training cases (nnU-Net: sorted case order;
             LA: ``train.list`` order; ACDC: first N *patients* in order of first appearance in
             ``train_slices.list``); the others become unlabeled. 0 keeps all labels.
+        hold: keep every volume in memory (True), or read and check each volume once and release it
+            (:meth:`Case.released`: read again from its file on each access; memory stays that of one volume).
 
     Returns:
-        The :class:`Dataset`, every volume read into memory.
+        The :class:`Dataset`.
 
     Raises:
         DataError: one line naming the offending file for any missing, unreadable or inconsistent input.
@@ -218,13 +193,13 @@ def load_dataset(path: str | Path, labeled_cases: int = 0) -> Dataset:
     if not root.is_dir():
         raise DataError(f"{root}: expected a dataset folder, found {'a file' if root.exists() else 'nothing'}")
     if (root / "dataset.json").is_file():
-        return _load_nnunet(root, labeled_cases)
+        return _load_nnunet(root, labeled_cases, hold)
     from actionpp.data import h5formats  # imported here: h5formats builds on this module
 
     if (root / "train_slices.list").is_file():
-        return h5formats.load_acdc(root, labeled_cases)
+        return h5formats.load_acdc(root, labeled_cases, hold)
     if (root / "train.list").is_file():
-        return h5formats.load_la(root, labeled_cases)
+        return h5formats.load_la(root, labeled_cases, hold)
     raise DataError(f"{root}: expected a dataset folder with dataset.json (nnU-Net v2 raw), train_slices.list "
                     f"(SSL4MIS ACDC h5) or train.list (UA-MT LA h5), found none of these")
 
@@ -354,17 +329,32 @@ def _scan_nnunet_labels(folder: Path, ending: str, js: Path, images: dict[str, P
     return out
 
 
-def _read_case(name: str, image_path: Path, label_path: Path | None, labels: dict[str, int]) -> Case:
+def _read_checked(image_path: Path, label_path: Path | None,
+                  labels: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
     image, geom = read_image(image_path, "image")
     label = None
     if label_path is not None:
         label, lgeom = read_image(label_path, "label")
         check_same_grid(lgeom, geom, label_path, image_path)
         check_label_values(label, labels, label_path)
-    return Case(name, image, label, geom, image_path, label_path)
+    return image, label, geom
 
 
-def _load_nnunet(root: Path, labeled_cases: int) -> Dataset:
+def read_case_arrays(image_path: Path, label_path: Path | None,
+                     labels: dict[str, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(image, label)`` of one nnU-Net case, checked as on the first read: a released case's reader."""
+    return _read_checked(image_path, label_path, labels)[:2]
+
+
+def _read_case(name: str, image_path: Path, label_path: Path | None, labels: dict[str, int],
+               hold: bool = True) -> Case:
+    image, label, geom = _read_checked(image_path, label_path, labels)
+    case = Case(name, image, label, geom, image_path, label_path,
+                functools.partial(read_case_arrays, image_path, label_path, labels))
+    return case if hold else case.released()
+
+
+def _load_nnunet(root: Path, labeled_cases: int, hold: bool = True) -> Dataset:
     js = root / "dataset.json"
     labels, ending, meta = _read_dataset_json(js)
 
@@ -389,9 +379,9 @@ def _load_nnunet(root: Path, labeled_cases: int) -> Dataset:
     labeled: list[Case] = []
     unlabeled: list[Case] = []
     for name in sorted(tr_images):
-        case = _read_case(name, tr_images[name], tr_labels.get(name), labels)
-        (labeled if case.label is not None else unlabeled).append(case)
-    test = [_read_case(name, ts_images[name], ts_labels.get(name), labels) for name in sorted(ts_images)]
+        case = _read_case(name, tr_images[name], tr_labels.get(name), labels, hold)
+        (labeled if case.labeled else unlabeled).append(case)
+    test = [_read_case(name, ts_images[name], ts_labels.get(name), labels, hold) for name in sorted(ts_images)]
 
     labeled, demoted = split_labeled(labeled, labeled_cases, root)
     unlabeled = sorted(demoted + unlabeled, key=lambda c: c.name)

@@ -8,6 +8,9 @@ and a ``DataLoader`` with worker processes (``cfg.workers``) gives the same batc
 patch, centred on a foreground voxel half of the time for labeled cases (MONAI ``RandCropByPosNegLabeld``), so small
 structures are seen often enough. Labeled and unlabeled samples get the same weak augmentation (flips, in-plane
 90-degree rotations, intensity scale/shift); the strong view of the unlabeled branch is made later on the device.
+
+The volumes come from a :class:`~actionpp.data.volumes.VolumeStore` (``--cache``: held in memory, memory-mapped from
+``RUN/cache`` or read from the dataset at each draw); every mode hands the same z-scored arrays to the same draws.
 """
 
 from __future__ import annotations
@@ -21,12 +24,9 @@ from monai.transforms import (Compose, RandCropByPosNegLabeld, RandFlipd, RandRo
 
 from actionpp.config import Config
 from actionpp.data.layout import Case
+from actionpp.data.volumes import VolumeStore, normalize
 
-
-def normalize(image: np.ndarray) -> np.ndarray:
-    """Z-score over the whole volume: ``(x - mean) / std`` (std floored at 1e-8); the model stores this choice."""
-    image = image.astype(np.float32, copy=False)
-    return (image - image.mean()) / max(float(image.std()), 1e-8)
+__all__ = ["IterationBatches", "batch_loader", "normalize"]
 
 
 def _weak_augment(patch: Sequence[int], keys: list[str], pos_neg: bool) -> Compose:
@@ -48,14 +48,16 @@ class IterationBatches(torch.utils.data.Dataset):
     cases and ``batch_unlabeled > 0``, ``u_image`` (Bu, 1, *P).
     """
 
-    def __init__(self, cfg: Config, labeled: list[Case], unlabeled: list[Case], length: int | None = None,
-                 rank: int | None = None):
-        """``rank``: under ``torchrun``, this process's rank (its batches differ from the other ranks')."""
+    def __init__(self, cfg: Config, labeled: list[Case] | VolumeStore, unlabeled: list[Case] | VolumeStore,
+                 length: int | None = None, rank: int | None = None):
+        """``labeled``/``unlabeled``: stores, or lists of cases (then held in memory, z-scored). ``rank``: under
+        ``torchrun``, this process's rank (its batches differ from the other ranks')."""
         self.cfg = cfg
         self.rank = rank
         self.patch = tuple(cfg.patch)
-        self.labeled = [(normalize(c.image), c.label.astype(np.int64)) for c in labeled]
-        self.unlabeled = [(normalize(c.image), None) for c in unlabeled]
+        self.labeled = labeled if isinstance(labeled, VolumeStore) else VolumeStore(labeled, "memory")
+        self.unlabeled = (unlabeled if isinstance(unlabeled, VolumeStore)
+                          else VolumeStore(unlabeled, "memory", with_labels=False))
         self.length = length if length is not None else cfg.iterations
         self.aug_l = _weak_augment(self.patch, ["image", "label"], pos_neg=cfg.dims == 3)
         self.aug_u = _weak_augment(self.patch, ["image"], pos_neg=False)
@@ -63,11 +65,10 @@ class IterationBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def _draw(self, pool, rng: np.random.Generator, aug: Compose) -> tuple[np.ndarray, np.ndarray | None]:
-        image, label = pool[int(rng.integers(len(pool)))]
-        if self.cfg.dims == 2:
-            z = int(rng.integers(image.shape[0]))
-            image, label = image[z], None if label is None else label[z]
+    def _draw(self, pool: VolumeStore, rng: np.random.Generator, aug: Compose) -> tuple[np.ndarray, np.ndarray | None]:
+        i = int(rng.integers(len(pool)))
+        z = int(rng.integers(pool.depths[i])) if self.cfg.dims == 2 else None
+        image, label = pool.take(i, z)
         sample = {"image": image[None]}
         if label is not None:
             sample["label"] = label[None]
