@@ -179,7 +179,7 @@ def write_table(results: dict, a: argparse.Namespace) -> None:
              f"--scratch {' '.join(map(str, a.scratch))} --continue {' '.join(map(str, a.continue_))} "
              f"--next-iterations {a.next_iterations} --hard-kind {a.hard_kind}"
              + (f" --set {' '.join(a.set)}" if a.set else "")
-             + (" --reuse" if a.reuse else "") + (" --ranking-only" if a.ranking_only else "") + "`.", ""]
+             + (" --reuse" if a.reuse else "") + (f" --previous {a.previous}" if a.previous else "") + (" --ranking-only" if a.ranking_only else "") + "`.", ""]
     if rows_a:
         lines += [f"## A. Continue from the 2-label model vs train from scratch, 3 labeled cases (seeds {seeds_a})", "",
                   "| run | iterations | test Dice (mean) | per seed |", "|---|---|---|---|",
