@@ -48,7 +48,7 @@ def overlay_png(image_path: Path, gt_path: Path, preds: dict[str, Path], out: Pa
     names = [k for k, v in sorted(labels.items(), key=lambda kv: kv[1]) if v]
     fig.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=colours(i + 1)) for i in range(len(names))],
                labels=names, loc="lower center", ncol=len(names))
-    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
