@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="demo_out", help="demo folder (default: demo_out)")
     d.add_argument("--methods", nargs="+", choices=METHODS, default=["supervised", "actionpp"],
                    help="methods trained on the same data and compared (default: supervised actionpp)")
-    d.add_argument("--iterations", type=int, default=400, help="training iterations per method (default: 400)")
+    d.add_argument("--iterations", type=int, default=250, help="training iterations per method (default: 250)")
     d.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
     sub.add_parser("devices", help="print, as one JSON object, the PyTorch build and the GPUs it sees")
     sub.add_parser("studio", add_help=False,

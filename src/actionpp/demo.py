@@ -60,7 +60,7 @@ def _case_dice(result: dict) -> dict[str, float]:
             for case, classes in result["per_case"].items()}
 
 
-def run_demo(out: Path, methods: tuple[str, ...] = DEFAULT_METHODS, iterations: int = 400, device: str = "auto",
+def run_demo(out: Path, methods: tuple[str, ...] = DEFAULT_METHODS, iterations: int = 250, device: str = "auto",
              cases: int = 8, labeled: int = 2, size: tuple[int, int, int] = (10, 96, 96), **overrides) -> Path:
     """Run the whole pipeline on cardiac phantoms in a new folder ``out`` for each of ``methods``; returns the path
     of ``report.md``."""
