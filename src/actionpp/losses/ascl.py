@@ -110,7 +110,9 @@ class QueueLogSumExp(torch.autograd.Function):
     relative error against float64 is 2e-4 in ``lse`` and 5e-3 in the gradient (1e-3 and 1e-2 for a 500-entry, 32-d
     memory; tested). The shift is rounded to bfloat16 first so that it cancels exactly.
 
-    An empty slot has a hugely negative ``b_k`` (``_EMPTY``): it adds nothing, and an all-empty memory gives a finite,
+    An empty slot has a hugely negative ``b_k`` (``_EMPTY``): it adds nothing, so a partly filled memory is swept over
+    its live rows only (an exponential that underflows costs ~35x a normal one on an AVX2 EPYC, and a filling queue
+    would pay it on every empty slot, every block); an all-empty memory gives a finite,
     hugely negative ``lse`` and a zero gradient. Gradients flow to ``x`` only (not to ``m`` or ``b``); no double
     backward.
     """
@@ -118,6 +120,9 @@ class QueueLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor, bound: float | None = None,
                 dtype: torch.dtype | None = None) -> torch.Tensor:
+        live = bias > _EMPTY / 2
+        if bool(live.any()) and not bool(live.all()):  # empty slots add exactly 0: sweep only the live rows (an
+            memory, bias = memory[live], bias[live]  # exp of a very negative number is ~35x slower on some CPUs)
         n, k = x.shape[0], memory.shape[0]
         dtype = dtype or x.dtype
         fixed = bound is not None and bound <= 40.0
