@@ -110,26 +110,29 @@ class QueueLogSumExp(torch.autograd.Function):
     relative error against float64 is 2e-4 in ``lse`` and 5e-3 in the gradient (1e-3 and 1e-2 for a 500-entry, 32-d
     memory; tested). The shift is rounded to bfloat16 first so that it cancels exactly.
 
-    An empty slot has a hugely negative ``b_k`` (``_EMPTY``): it adds nothing, so a partly filled memory is swept over
-    its live rows only (an exponential that underflows costs ~35x a normal one on an AVX2 EPYC, and a filling queue
-    would pay it on every empty slot, every block); an all-empty memory gives a finite,
-    hugely negative ``lse`` and a zero gradient. Gradients flow to ``x`` only (not to ``m`` or ``b``); no double
+    An empty slot has a hugely negative ``b_k`` (``_EMPTY``): it adds nothing (its row of ``[m_k, 1]`` is zeroed;
+    with a fixed shift its logit is set to a harmless value first, because an exponential that underflows costs ~35x
+    a normal one on an AVX2 EPYC and a filling queue would pay that on every empty slot); an all-empty memory gives a
+    finite, hugely negative ``lse`` and a zero gradient. Gradients flow to ``x`` only (not to ``m`` or ``b``); no double
     backward.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, memory: torch.Tensor, bias: torch.Tensor, bound: float | None = None,
                 dtype: torch.dtype | None = None) -> torch.Tensor:
-        live = bias > _EMPTY / 2
-        if bool(live.any()) and not bool(live.all()):  # empty slots add exactly 0: sweep only the live rows (an
-            memory, bias = memory[live], bias[live]  # exp of a very negative number is ~35x slower on some CPUs)
         n, k = x.shape[0], memory.shape[0]
         dtype = dtype or x.dtype
         fixed = bound is not None and bound <= 40.0
         shift = float(torch.tensor(float(bound)).to(dtype)) if fixed else 0.0  # exactly representable in dtype
+        live = (bias > _EMPTY / 2).to(memory.dtype)[:, None]  # 1 for a filled slot, 0 for an empty one (no host sync)
+        b = bias.to(memory.dtype)
+        memory = memory * live  # an empty slot's content never counts (its row of mem_one below is zero)
+        if fixed:  # its logit becomes -shift, so that its exp does not underflow (an underflowing exp costs ~35x a
+            b = b * live[:, 0]  # normal one on some CPUs: benchmarks/README.md); its term is dropped all the same
         x_aug = torch.cat([x, x.new_ones(n, 1)], dim=1).to(dtype)
-        mem_aug = torch.cat([memory, (bias.to(memory.dtype) - shift)[:, None]], dim=1).to(dtype)
-        mem_one = torch.cat([memory, memory.new_ones(k, 1)], dim=1).to(dtype)  # [m_k, 1]: sum_k e_ik m_k and s_i
+        mem_aug = torch.cat([memory, (b - shift)[:, None]], dim=1).to(dtype)
+        # [m_k, 1] for filled slots, zeros for empty ones: sum_k e_ik m_k and s_i
+        mem_one = (torch.cat([memory, memory.new_ones(k, 1)], dim=1) * live).to(dtype)
         run_max = x.new_full((n, 1), shift if fixed else float("-inf"))
         acc = x.new_zeros(n, memory.shape[1] + 1)  # [a_i, s_i] in float32
         step = max(1, _CHUNK_ELEMENTS // max(n, 1))
