@@ -56,7 +56,7 @@ def run_one(job: dict) -> dict:
     cfg = Config(data=job["data"], out=str(run), method=job["method"], iterations=job["iterations"],
                  seed=job["seed"], device=job["device"], **base)
     t0 = time.perf_counter()
-    model = Trainer(cfg, load_dataset(job["data"]), show_bar=False).run()
+    model = Trainer(cfg, load_dataset(job["data"], cfg.labeled_cases), show_bar=False).run()
     secs = time.perf_counter() - t0
     predict_paths(model, Path(job["data"]) / "imagesTs", run / "pred", device=job["device"], overwrite=True)
     s = evaluate_paths(run / "pred", Path(job["data"]) / "labelsTs", Path(job["data"]) / "dataset.json",
@@ -64,7 +64,7 @@ def run_one(job: dict) -> dict:
     iters = [e for e in read_events(run / "events.jsonl") if e.get("event") == "iter" and "phase" not in e]
     tail = iters[-max(1, len(iters) // 10):]
     losses = {k: statistics.mean(e["losses"][k] for e in tail) for k in tail[-1].get("losses", {})}
-    return {"arm": job["arm"], "seed": job["seed"], "mean_dice": s["mean"]["dice"], "mean_hd95": s["mean"]["hd95"],
+    return {**job.get("tags", {}), "arm": job["arm"], "seed": job["seed"], "mean_dice": s["mean"]["dice"], "mean_hd95": s["mean"]["hd95"],
             "missed": s["mean"]["missed"], "dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
             "seconds": secs, "final_losses": losses}
 

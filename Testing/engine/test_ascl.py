@@ -217,3 +217,29 @@ def test_ascl_bfloat16_runs_from_an_empty_queue_and_rejects_other_dtypes():
         assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
     with pytest.raises(ValueError, match="matmul_dtype"):
         ASCLoss(3, 8, _centers(3, 8), matmul_dtype=torch.float16)
+
+
+@pytest.mark.parametrize("targets", ["unmatched", "centroids"])
+def test_ablation_targets_follow_their_definition(targets):
+    """'unmatched' pulls class c to centre c; 'centroids' pulls it to its own running centroid (ablations)."""
+    g = _gen(7)
+    perm = torch.tensor([2, 0, 1])
+    centers = F.normalize(torch.randn(3, 8, generator=g), dim=1)
+    m = ASCLoss(3, 8, centers, queue_size=12, target_weight=0.5, targets=targets)
+    m.centroids.copy_(F.normalize(centers[perm] + 0.01 * torch.randn(3, 8, generator=g), dim=1))
+    s, t, y = torch.randn(9, 8, generator=g), torch.randn(9, 8, generator=g), torch.tensor([0, 1, 2] * 3)
+    ref = ASCLoss(3, 8, centers, queue_size=12, target_weight=0.5)
+    ref.load_state_dict({k: v.clone() for k, v in m.state_dict().items()})
+    loss = m(s, t, y, 0.2)
+    assert torch.equal(m.last_assignment, torch.arange(3))  # no Hungarian step (matched would give perm)
+    if targets == "centroids":
+        ref.centers.copy_(m.centroids)  # the updated centroids take the centres' place in the logits
+    expected = _reference(ref, s, t, y, 0.2, torch.arange(3))
+    assert torch.allclose(loss, expected, atol=1e-5)
+    matched = ASCLoss(3, 8, centers, queue_size=12, target_weight=0.5)
+    matched.load_state_dict({k: v.clone() for k, v in ref.state_dict().items()})
+    matched.centers.copy_(centers)
+    matched(s, t, y, 0.2)
+    assert torch.equal(matched.last_assignment, perm)  # the paper's setting would have matched differently
+    with pytest.raises(ValueError, match="targets"):
+        ASCLoss(3, 8, centers, targets="learned")

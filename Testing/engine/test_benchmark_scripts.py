@@ -35,3 +35,33 @@ def test_ct_memory_reports_the_measured_peak_and_the_estimate(tmp_path):
     text = out.read_text()
     peak = float(text.split("Peak RSS (whole process, /usr/bin/time -v): ")[1].split(" GiB")[0])
     assert 0.1 < peak < 8 and "96 x 96 x 20" in text and "Planner's estimate" in text
+
+
+def test_label_efficiency_keeps_n_labels_tabulates_pairs_and_plots(tmp_path):
+    """Tiny study: 2 kinds x 1, 2 labeled x 2 arms x 2 seeds. Each run trains on exactly N labeled cases (the rest
+    unlabeled, read from its events), the table pairs arms per seed, and the plot is a PNG."""
+    import json
+
+    tiny = "patch=[32,32],channels=[4,8,16,32],batch_labeled=2,batch_unlabeled=2"
+    out = tmp_path / "le"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT.parent / "label_efficiency.py"), "--out", str(out), "--iterations", "2",
+         "--labeled", "1", "2", "--seeds", "0", "1", "--cases", "4", "--test-cases", "1", "--size", "4", "32", "32",
+         "--jobs", "2", "--arm", f"sup=supervised,{tiny}",
+         "--arm", f"app=actionpp,{tiny},pretrain_iterations=1,ascl_queue=64,ascl_anchors_per_class=8,anco_anchors=8"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((out / "results.json").read_text())
+    assert sorted((r["kind"], r["labeled"], r["arm"], r["seed"]) for r in results) == sorted(
+        (k, n, a, s) for k in ("atrium", "cardiac") for n in (1, 2) for a in ("app", "sup") for s in (0, 1))
+    for k in ("atrium", "cardiac"):
+        for n in (1, 2):
+            events = (out / "runs" / k / f"l{n}" / "app" / "seed1" / "events.jsonl").read_text().splitlines()
+            start = next(json.loads(e) for e in events if '"unlabeled"' in e)
+            assert (start["labeled"], start["unlabeled"]) == (n, 4 - n)
+    text = (out / "results.md").read_text()
+    by = {(r["kind"], r["labeled"], r["arm"], r["seed"]): r["mean_dice"] for r in results}
+    d = [by[("cardiac", 2, "app", s)] - by[("cardiac", 2, "sup", s)] for s in (0, 1)]
+    assert f"| 2 | app - sup | {d[0]:+.3f}, {d[1]:+.3f} |" in text
+    assert "PAP Dice" in text.split("## cardiac")[1] and "PAP" not in text.split("## cardiac")[0]
+    assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

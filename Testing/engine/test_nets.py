@@ -38,3 +38,22 @@ def test_gather_points_equals_nearest_upsampling():
     idx = torch.randint(0, 2 * 8 * 12, (40,))
     b, y, x = torch.unravel_index(idx, (2, *shape))
     assert torch.equal(gather_points(feats, idx, shape), dense[b, :, y, x])
+
+
+@pytest.mark.parametrize("dims, patch", [(2, (32, 32)), (3, (8, 32, 32))])
+def test_head_full_res_separates_the_pixels_of_a_half_resolution_cell(dims, patch):
+    """Without the flag the default UNet's finest map is at half resolution: the 2 x 2 cell's pixels share one
+    embedding. With it the head also sees a full-resolution C-channel map, and the pixels differ."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, *patch)
+    cell = torch.tensor([0, 1, patch[-1], patch[-1] + 1])  # the 2 x 2 (x 1) cell at the origin, flat indices
+    for full in (False, True):
+        model = Model(Config(dims=dims, patch=patch, channels=(8, 16, 32, 64), embed_dim=6, head_full_res=full), 1, 3)
+        logits, feats = model(x)
+        assert tuple(feats[-1].shape[2:]) == (patch if full else tuple(p // 2 for p in patch))
+        assert model.net.feature_channels[-1] == (3 if full else 8)
+        emb = model.embed(feats, cell, patch)
+        same = torch.allclose(emb, emb[:1].expand_as(emb))
+        assert same != full
+    with pytest.raises(ValueError, match="--head-full-res"):
+        Config(dims=2, patch=(32, 32), network="basicunet", head_full_res=True)

@@ -57,6 +57,7 @@ HELP = {
     "mix": f"mixing inside the unlabeled batch: {', '.join(MIXES)}",
     "strong_aug": "strong augmentation of the unlabeled view",
     "embed_dim": "dimension of the representation-head embeddings",
+    "head_full_res": "unet only: also feed the representation head the full-resolution map of the top up block",
     "anco_weight": "weight of the anatomical-contrast loss",
     "anco_anchors": "hard anchors sampled per class",
     "anco_negatives": "negatives per anchor",
@@ -75,6 +76,8 @@ HELP = {
     "ascl_precision": "dtype of ASCL's teacher pass and queue products: auto (bfloat16 where the device has bf16 "
                       "matrix units), float32 or bfloat16",
     "centers": "class centres: auto (simplex/optimised) or a .npy file of C x D unit vectors",
+    "ascl_targets": "what ASCL's targeted term pulls towards: matched (the paper: uniform centres, Hungarian), "
+                    "unmatched (centre c for class c) or centroids (the running class centroids)",
     "tau_period": "cosine temperature period as a fraction of the run",
     "tau_step": f"advance the temperature per {' or per '.join(TAU_STEPS)}",
     "pretrain_iterations": "contrastive pre-training iterations before fine-tuning (-1: auto = 25%% of --iterations "

@@ -19,6 +19,7 @@ from typing import Any
 METHODS = ("supervised", "mean-teacher", "action", "actionpp")
 NETWORKS = ("unet", "basicunet", "vnet")
 PRECISIONS = ("auto", "float32", "bfloat16")
+ASCL_TARGETS = ("matched", "unmatched", "centroids")
 TRAIN_PRECISIONS = ("fp32", "bf16", "fp16")
 MIXES = ("cutmix", "classmix", "none")
 TAU_STEPS = ("iteration", "epoch")
@@ -121,6 +122,11 @@ class Config:
 
     # --- anatomical contrast (AnCo) --------------------------------------------------------------------------
     embed_dim: int = 128
+    head_full_res: bool = False
+    """``unet`` only: also give the representation head the full-resolution map of the top up block's transposed
+    convolution (``C`` channels, before the last residual unit), so that the four pixels of a 2 x 2 cell no longer
+    share one embedding (the other decoder maps end at half resolution). basicunet and vnet have a full-resolution
+    map already."""
     anco_weight: float = 0.01
     anco_anchors: int = 256
     anco_negatives: int = 512
@@ -147,6 +153,11 @@ class Config:
     float32 elsewhere; or 'float32' / 'bfloat16'. Pseudo-labels, the student and every loss sum stay float32."""
     centers: str = "auto"
     """'auto' (simplex when C <= D+1, optimised otherwise) or a .npy file of C x D unit vectors."""
+    ascl_targets: str = "matched"
+    """What ASCL's targeted term pulls towards (an ablation switch): 'matched' (the paper: the fixed uniform centres,
+    assigned to classes by the Hungarian algorithm on the running centroids), 'unmatched' (the same centres, class
+    ``c`` always to centre ``c``) or 'centroids' (the running class centroids themselves: learned prototypes, no
+    uniformity prior)."""
 
     # --- temperature schedule ----------------------------------------------------------------------------------
     tau_period: float = 0.1
@@ -240,12 +251,16 @@ class Config:
         _choice("teacher", self.teacher, TEACHERS)
         _choice("cache", self.cache, CACHES)
         _choice("ascl_precision", self.ascl_precision, PRECISIONS)
+        _choice("ascl_targets", self.ascl_targets, ASCL_TARGETS)
         _choice("precision", self.precision, TRAIN_PRECISIONS)
         _choice("dims", self.dims, (2, 3))
         if len(self.patch) != self.dims:
             raise ConfigError(f"--patch: expected {self.dims} sizes for --dims {self.dims}, got {list(self.patch)}")
         if len(self.channels) < 2 or any(c < 1 for c in self.channels):
             raise ConfigError(f"--channels: expected at least 2 positive widths, got {list(self.channels)}")
+        if self.head_full_res and self.network != "unet":
+            raise ConfigError(f"--head-full-res: only for --network unet ({self.network} already gives the head a "
+                              "full-resolution map)")
         if self.network == "basicunet" and len(self.channels) != 5:
             raise ConfigError(f"--channels: basicunet expects 5 widths, got {list(self.channels)}")
         factor = 16 if self.network == "vnet" else 2 ** (len(self.channels) - 1)

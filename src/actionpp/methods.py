@@ -85,7 +85,8 @@ class Learner(nn.Module):
                        else load_centers(cfg.centers, num_classes, cfg.embed_dim))
             self.ascl = ASCLoss(num_classes, cfg.embed_dim, centers, queue_size=cfg.ascl_queue,
                                 centroid_momentum=cfg.ascl_centroid_momentum, target_weight=cfg.ascl_target_weight,
-                                matmul_dtype=matmul_dtype(cfg.ascl_precision, resolve_device(cfg.device)))
+                                matmul_dtype=matmul_dtype(cfg.ascl_precision, resolve_device(cfg.device)),
+                                targets=cfg.ascl_targets)
 
     def _apply(self, fn, recurse=True):
         """``.to()``/``.float()`` reach the teacher too (it is not a submodule, so ``train()`` leaves it in eval)."""

@@ -63,6 +63,9 @@ def _unet(cfg: Config, in_channels: int, num_classes: int) -> SegNet:
     ch = list(cfg.channels)
     # bottom outputs channels[-1]; the up block at depth d outputs channels[d-1]
     feat_ch = [ch[-1]] + [ch[d - 1] for d in range(len(ch) - 2, 0, -1)]
+    if cfg.head_full_res:  # the top block is Sequential(transposed conv -> C channels at full resolution, unit)
+        modules.append(ups[0][0])
+        feat_ch.append(num_classes)
     return SegNet(net, modules, feat_ch)
 
 

@@ -23,6 +23,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from actionpp import distributed
+from actionpp.config import ASCL_TARGETS as TARGETS
 
 __all__ = ["ASCLoss", "hungarian_match", "fifo_slots"]
 
@@ -184,6 +185,10 @@ class ASCLoss(nn.Module):
         seed: seed of the random unit initial centroids.
         matmul_dtype: dtype of the two ``N x K x D`` queue products (:class:`QueueLogSumExp`); everything else is
             float32.
+        targets: what the targeted term pulls towards (ablations; docs/method.md): ``"matched"`` (the paper: the
+            centres, assigned by the Hungarian ``pi``), ``"unmatched"`` (the centres with ``pi = identity``) or
+            ``"centroids"`` (the updated running centroids ``mu`` replace the centres in the logits, ``pi =
+            identity``: learned prototypes without the uniformity prior).
 
     Attributes (buffers): ``queue (K, D)``, ``queue_labels (K,)`` (-1 = empty), ``ptr (1,)``, ``centroids (C, D)``,
     ``centers (C, D)``, and ``last_assignment (C,)`` (``pi`` of the last call; not saved in the state dict).
@@ -195,8 +200,11 @@ class ASCLoss(nn.Module):
 
     def __init__(self, num_classes: int, dim: int, centers: torch.Tensor, queue_size: int = 12288,
                  centroid_momentum: float = 0.9, target_weight: float = 0.1, seed: int = 0,
-                 matmul_dtype: torch.dtype = torch.float32) -> None:
+                 matmul_dtype: torch.dtype = torch.float32, targets: str = "matched") -> None:
         super().__init__()
+        if targets not in TARGETS:
+            raise ValueError(f"targets: expected one of {TARGETS}, got {targets!r}")
+        self.targets = targets
         for name, v in (("num_classes", num_classes), ("dim", dim), ("queue_size", queue_size)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {v!r}")
@@ -259,6 +267,10 @@ class ASCLoss(nn.Module):
         if host[-1] > 0:
             raise ValueError(f"y: expected labels in [0, {C}), got values outside")
         self.centroids.copy_(centroids)
+        if self.targets != "matched":  # ablations: class c keeps target c (the Hungarian step is skipped)
+            pi = torch.arange(C, device=s_hat.device)
+            self.last_assignment.copy_(pi)
+            return pi
         pi = _assign(host[:-1].view(C, C)).to(s_hat.device)
         self.last_assignment.copy_(pi)
         return pi
@@ -280,7 +292,8 @@ class ASCLoss(nn.Module):
         z_t = (s_tau * t_hat).sum(dim=1)  # (N,)
         bound = 1.0 / tau if isinstance(tau, (int, float)) else None  # |s_tau . q_k| <= 1 / tau: unit rows
         lse_q = QueueLogSumExp.apply(s_tau, queue, bias, bound, self.matmul_dtype)  # (N,)
-        z_c = s_tau @ self.centers.T  # (N, C)
+        targets = self.centroids if self.targets == "centroids" else self.centers  # (C, D) unit rows, no grad
+        z_c = s_tau @ targets.T  # (N, C)
         log_z = torch.logsumexp(torch.stack([z_t, lse_q, torch.logsumexp(z_c, dim=1)], 1), 1)
 
         bins = torch.where(valid, self.queue_labels, C)
