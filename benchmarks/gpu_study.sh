@@ -2,7 +2,9 @@
 # One prepared GPU run (issue 9, item 5): supervised vs mean-teacher vs actionpp variants on phantoms that were not
 # tuned on, 3 seeds, many runs in parallel processes on one GPU. Results (results_*.md / .json) go to $OUT.
 # Run from a folder holding src/, benchmarks/ and whl/ (MONAI and SimpleITK wheels; torch is on the machine):
-#   bash benchmarks/gpu_study.sh
+#   bash benchmarks/gpu_study.sh                          # phantom variants (below)
+#   STUDY=label_efficiency bash benchmarks/gpu_study.sh   # benchmarks/label_efficiency.py --preset gpu (not yet timed
+#                                                         # on a GPU: set ITS1 lower if 8 minutes are all there is)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_study_out}
@@ -12,6 +14,15 @@ export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=
 { nvidia-smi -L; ${PY:-python3} -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__, \
   torch.cuda.get_device_name(0))"; nproc; } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
+if [ "${STUDY:-variants}" = label_efficiency ]; then  # STUDY=label_efficiency: the label-efficiency study, GPU preset
+  t0=$SECONDS
+  ${PY:-python3} benchmarks/label_efficiency.py --out ${STUDY_ROOT:-/tmp}/le --preset gpu --device ${DEVICE:-cuda} \
+      --jobs ${JOBS:-16} ${ITS1:+--iterations $ITS1} > ${STUDY_ROOT:-/tmp}/log_le.txt 2>&1
+  cp ${STUDY_ROOT:-/tmp}/le/results.md ${STUDY_ROOT:-/tmp}/le/results.json ${STUDY_ROOT:-/tmp}/le/label_efficiency.png \
+      "$OUT"/ 2>/dev/null
+  echo "== label_efficiency: $((SECONDS - t0)) s"; tail -c 6000 ${STUDY_ROOT:-/tmp}/log_le.txt
+  exit 0
+fi
 # app = today's default actionpp (pre-training 25 % of the budget); the others change one thing each
 ARMS=(--arm sup=supervised --arm mt=mean-teacher --arm app=actionpp --arm app_nopre=actionpp,pretrain_iterations=0
       --arm app_ramp=actionpp,unsup_rampup=0.4 --arm app_official=actionpp,teacher=official)

@@ -51,10 +51,10 @@ def run_one(job: dict) -> dict:
 
     torch.set_num_threads(job["threads"])
     run = Path(job["run"])
-    base = dict(dims=2, patch=[96, 96], batch_labeled=4, batch_unlabeled=4, checkpoint_every=job["iterations"])
-    base.update(job["over"])
-    cfg = Config(data=job["data"], out=str(run), method=job["method"], iterations=job["iterations"],
-                 seed=job["seed"], device=job["device"], **base)
+    base = dict(dims=2, patch=[96, 96], batch_labeled=4, batch_unlabeled=4, iterations=job["iterations"])
+    base.update(job["over"])  # an arm may override any field, the iterations too (e.g. a step-count control)
+    base.setdefault("checkpoint_every", base["iterations"])
+    cfg = Config(data=job["data"], out=str(run), method=job["method"], seed=job["seed"], device=job["device"], **base)
     t0 = time.perf_counter()
     model = Trainer(cfg, load_dataset(job["data"], cfg.labeled_cases), show_bar=False).run()
     secs = time.perf_counter() - t0

@@ -6,7 +6,8 @@
 Each repeat times one ``Trainer.train_step`` of every method in turn on the same batch, so machine noise hits
 all methods alike; the table gives the median seconds, the ratio of medians to ``mean-teacher`` and the median of
 the per-repeat ratios (each against the mean-teacher step of the same repeat). ``actionpp/fp32`` is ACTION++ with
-``--ascl-precision float32``, for machines where ``auto`` picks bfloat16.
+``--ascl-precision float32``, for machines where ``auto`` picks bfloat16; ``actionpp/small`` halves ASCL's anchors
+per class and its queue (128, 6144); ``actionpp/fullres`` sets ``--head-full-res``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,10 @@ from actionpp.data.phantoms import make_phantoms
 from actionpp.trainer import Trainer
 
 VARIANTS = {"supervised": {}, "mean-teacher": {}, "action": {}, "actionpp": {},
-            "actionpp/fp32": {"method": "actionpp", "ascl_precision": "float32"}}
+            "actionpp/fp32": {"method": "actionpp", "ascl_precision": "float32"},
+            # half the ASCL anchors and half the queue (4x cheaper queue products); the ablation study measures Dice
+            "actionpp/small": {"method": "actionpp", "ascl_anchors_per_class": 128, "ascl_queue": 6144},
+            "actionpp/fullres": {"method": "actionpp", "head_full_res": True}}
 
 
 def main() -> None:

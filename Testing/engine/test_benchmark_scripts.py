@@ -48,7 +48,8 @@ def test_label_efficiency_keeps_n_labels_tabulates_pairs_and_plots(tmp_path):
         [sys.executable, str(SCRIPT.parent / "label_efficiency.py"), "--out", str(out), "--iterations", "2",
          "--labeled", "1", "2", "--seeds", "0", "1", "--cases", "4", "--test-cases", "1", "--size", "4", "32", "32",
          "--jobs", "2", "--arm", f"sup=supervised,{tiny}",
-         "--arm", f"app=actionpp,{tiny},pretrain_iterations=1,ascl_queue=64,ascl_anchors_per_class=8,anco_anchors=8"],
+         "--arm", f"app=actionpp,{tiny},pretrain_iterations=1,ascl_queue=64,ascl_anchors_per_class=8,anco_anchors=8,"
+                  "iterations=3"],  # an arm may override the study's iterations (a step-count control)
         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
@@ -59,6 +60,9 @@ def test_label_efficiency_keeps_n_labels_tabulates_pairs_and_plots(tmp_path):
             events = (out / "runs" / k / f"l{n}" / "app" / "seed1" / "events.jsonl").read_text().splitlines()
             start = next(json.loads(e) for e in events if '"unlabeled"' in e)
             assert (start["labeled"], start["unlabeled"]) == (n, 4 - n)
+            for arm, its in (("app", 3), ("sup", 2)):
+                log = (out / "runs" / k / f"l{n}" / arm / "seed0" / "events.jsonl").read_text().splitlines()
+                assert json.loads(log[-1])["iteration"] == its
     text = (out / "results.md").read_text()
     by = {(r["kind"], r["labeled"], r["arm"], r["seed"]): r["mean_dice"] for r in results}
     d = [by[("cardiac", 2, "app", s)] - by[("cardiac", 2, "sup", s)] for s in (0, 1)]
