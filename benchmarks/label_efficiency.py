@@ -95,7 +95,7 @@ def tables(results: list[dict], arms: list[str], title: str) -> str:
                              + f"{m(lambda r: r['mean_hd95']):.1f} | {sum(r['missed'] for r in rows)} |")
         present = {arm for (_, arm, _) in by}
         pairs = [(a, arms[0]) for a in arms[1:] if a in present] + [
-            (a, b) for a, b in [("app", "mt")] + [(x, "app") for x in arms if x.startswith("app_")]
+            (a, b) for a, b in [("app", "mt"), ("app", "sup_250")] + [(x, "app") for x in arms if x.startswith("app_")]
             if a in present and b in present]
         lines += ["", "Paired per seed, mean foreground Dice (and the rare class, last column): first arm minus second, "
                   "per-seed differences; mean and 95 % t-interval", "",
