@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import statistics
 import sys
@@ -27,7 +26,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_study import T95, parse_arm, run_one  # noqa: E402
+from paired_study import parse_arm, run_one, t_interval  # noqa: E402
 
 ARMS = ["sup=supervised", "mt=mean-teacher", "action=action", "app=actionpp", "app_nopre=actionpp,pretrain_iterations=0"]
 KIND_SETTINGS = {  # phantom kind -> (2D patch, phantom seed, generator options); seeds not used while tuning
@@ -67,11 +66,8 @@ def jobs_for(a, data: dict[str, Path]) -> list[dict]:
 
 
 def _interval(d: list[float]) -> str:
-    mean = statistics.mean(d)
-    if len(d) < 2:
-        return f"{mean:+.3f} (one seed)"
-    half = T95.get(len(d) - 1, 2.0) * statistics.stdev(d) / math.sqrt(len(d))
-    return f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
+    mean, half = t_interval(d)
+    return f"{mean:+.3f} (one seed)" if len(d) < 2 else f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
 
 
 def tables(results: list[dict], arms: list[str], title: str) -> str:

@@ -26,6 +26,12 @@ from pathlib import Path
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
 
+def t_interval(d: list[float]) -> tuple[float, float]:
+    """Mean of the paired differences ``d`` and the half-width of its 95 % t-interval (NaN for one value)."""
+    mean = statistics.mean(d)
+    return mean, (T95.get(len(d) - 1, 2.0) * statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan)
+
+
 def parse_arm(text: str) -> tuple[str, str, dict]:
     name, _, spec = text.partition("=")
     method, *kvs = re.split(r",(?![^\[]*\])", spec)  # commas inside [..] belong to a list value
@@ -64,8 +70,8 @@ def run_one(job: dict) -> dict:
     iters = [e for e in read_events(run / "events.jsonl") if e.get("event") == "iter" and "phase" not in e]
     tail = iters[-max(1, len(iters) // 10):]
     losses = {k: statistics.mean(e["losses"][k] for e in tail) for k in tail[-1].get("losses", {})}
-    return {**job.get("tags", {}), "arm": job["arm"], "seed": job["seed"], "mean_dice": s["mean"]["dice"], "mean_hd95": s["mean"]["hd95"],
-            "missed": s["mean"]["missed"], "dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
+    return {**job.get("tags", {}), "arm": job["arm"], "seed": job["seed"], "mean_dice": s["mean"]["dice"],
+            "mean_hd95": s["mean"]["hd95"], "missed": s["mean"]["missed"], "dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
             "seconds": secs, "final_losses": losses}
 
 
@@ -88,8 +94,7 @@ def table(results: list[dict], arms: list[str], seeds: list[int], title: str) ->
         d = [by[(a, s)]["mean_dice"] - by[(ref, s)]["mean_dice"] for s in seeds if (a, s) in by and (ref, s) in by]
         if not d:
             continue
-        mean = statistics.mean(d)
-        half = T95.get(len(d) - 1, 2.0) * statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
+        mean, half = t_interval(d)
         lines.append(f"| {a} | {', '.join(f'{x:+.3f}' for x in d)} | {mean:+.3f} | "
                      f"[{mean - half:+.3f}, {mean + half:+.3f}] |")
     return "\n".join(lines) + "\n"

@@ -59,7 +59,7 @@ def main() -> None:
         for it in range(a.warmup):
             tr.train_step(batch, it)
         ascl = getattr(tr.learner, "ascl", None)
-        if ascl is not None:  # time the steady state: a full queue (empty slots are skipped, so they cost nothing)
+        if ascl is not None:  # time the steady state: a full queue (a filling one is only the first ~10 steps)
             g = torch.Generator().manual_seed(0)
             ascl.queue.copy_(torch.nn.functional.normalize(torch.randn(ascl.queue.shape, generator=g), dim=1))
             ascl.queue_labels.copy_(torch.arange(ascl.queue_labels.numel()) % ascl.centroids.shape[0])
