@@ -40,21 +40,24 @@ def _losses(run) -> list[float]:
 
 @pytest.mark.parametrize("dims", [2, 3])
 def test_memory_disk_and_none_train_the_same_weights(tmp_path, tiny_dataset, dims):
-    runs = {}
+    runs, cached = {}, {}
     for mode in ("memory", "disk", "none"):
         cfg = tiny_config(tmp_path / mode, method="actionpp", dims=dims, iterations=3, cache=mode)
-        Trainer(cfg, tiny_dataset, show_bar=False).run()
+        trainer = Trainer(cfg, tiny_dataset, show_bar=False)  # the stores (and a disk cache) exist from here
         runs[mode] = tmp_path / mode / "run"
+        cached[mode] = sorted(p.name for p in (runs[mode] / "cache").glob("*")) if mode == "disk" else None
+        trainer.run()
     ref = _weights(runs["memory"])
     for mode in ("disk", "none"):
         assert _losses(runs[mode]) == pytest.approx(_losses(runs["memory"]), rel=1e-6, abs=1e-7)
         other = _weights(runs[mode])
         assert ref.keys() == other.keys() and all(torch.allclose(ref[k].float(), other[k].float(), atol=1e-6)
                                                   for k in ref)
-    cached = sorted(p.name for p in (runs["disk"] / "cache").iterdir())
     # 2 labeled images + labels, 3 unlabeled images; nothing cached in memory or none mode
-    assert len(cached) == 7 and sum(n.endswith("-label.npy") for n in cached) == 2
-    assert not (runs["memory"] / "cache").exists() and not (runs["none"] / "cache").exists()
+    assert len(cached["disk"]) == 7 and sum(n.endswith("-label.npy") for n in cached["disk"]) == 2
+    assert not any((runs[m] / "cache").exists() for m in runs)  # a finished run leaves no cache behind
+    done = [e for e in read_events(runs["disk"] / "events.jsonl") if e["event"] == "done"][-1]
+    assert done["cache_freed_bytes"] > 0
     assert json.loads((runs["disk"] / "config.json").read_text())["cache"] == "disk"
 
 
@@ -65,10 +68,13 @@ def test_disk_cache_lies_in_the_run_folder_and_dataset_is_untouched(tmp_path, ph
                  "--patch", "32", "32", "--channels", "8", "16", "--batch-labeled", "1", "--batch-unlabeled", "1",
                  "--device", "cpu", "--quiet", "--cache", "disk", "--workers", "1"]) == 0
     assert sorted(p.relative_to(phantoms) for p in phantoms.rglob("*")) == before
-    files = list((out / "cache").glob("*.npy"))
-    assert len(files) == 5 + 2  # 5 training images, 2 labels
     start = [e for e in read_events(out / "events.jsonl") if e["event"] == "start"][-1]
+    done = [e for e in read_events(out / "events.jsonl") if e["event"] == "done"][-1]
     assert start["cache"] == "disk"
+    # 5 training images (32 x 32 x 4 float32) and 2 labels (uint8), each with a .npy header, removed at the end
+    voxels = 5 * 4 * 32 * 32 * 4 + 2 * 4 * 32 * 32
+    assert voxels < done["cache_freed_bytes"] < voxels + 7 * 256
+    assert not (out / "cache").exists()
 
 
 def test_workers_read_the_memory_mapped_cache_and_give_the_same_batches(tmp_path, tiny_dataset):
@@ -100,7 +106,7 @@ def test_auto_picks_disk_when_memory_is_short(tmp_path, tiny_dataset, monkeypatc
     assert cfg.cache == "auto"
     Trainer(cfg, tiny_dataset, show_bar=False).run()
     assert json.loads((tmp_path / "run" / "config.json").read_text())["cache"] == "disk"
-    assert any((tmp_path / "run" / "cache").glob("*.npy"))
+    assert [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["event"] == "done"][-1]["cache_freed_bytes"]
     start = [e for e in read_events(tmp_path / "run" / "events.jsonl") if e["event"] == "start"][-1]
     assert start["cache"] == "disk" and "auto" in start["cache_reason"]
 
@@ -155,8 +161,27 @@ def test_a_disk_run_resumes_from_a_damaged_cache_as_a_memory_run_would(tmp_path,
     damaged = sorted((part / "cache").glob("*.npy"))
     for f in damaged:  # a damaged cache is rebuilt on resume
         f.write_bytes(b"")
-    train(cfg, resume=True, show_bar=False)
-    assert all(f.stat().st_size > 128 for f in damaged)
+    assert damaged  # the stopped run kept its cache for the resume
+    train(cfg, resume=True, show_bar=False)  # an unreadable cache file would fail the first draw
+    assert not (part / "cache").exists()
     a, b = _weights(full), _weights(part)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((part / "config.json").read_text())["cache"] == "disk"
+
+
+def test_a_run_prunes_cache_files_no_current_case_uses(tmp_path, tiny_dataset):
+    cfg = tiny_config(tmp_path, iterations=1, cache="disk")
+    folder = tmp_path / "run" / "cache"
+    folder.mkdir(parents=True)
+    stale = folder / "case_0-0123456789abcdef.npy"  # an earlier source of a case
+    np.save(stale, np.zeros((2, 2), np.float32))
+    writing = folder / ".case_1-fedcba9876543210.npy.x1.tmp"  # another rank's file being written
+    writing.write_bytes(b"partial")
+    notes = folder / "README.txt"  # not a cache file
+    notes.write_text("mine")
+    trainer = Trainer(cfg, tiny_dataset, show_bar=False)
+    left = {p.name for p in folder.iterdir()}
+    assert stale.name not in left and {writing.name, notes.name} <= left
+    assert {f.name for f in trainer.cache_files} <= left and len(trainer.cache_files) == 7
+    trainer.run()  # at the end only the cache's own files go; the folder stays while it holds other files
+    assert {p.name for p in folder.iterdir()} == {writing.name, notes.name}

@@ -27,8 +27,9 @@ HELP = {
     "device": "auto, cpu, cuda, cuda:N or mps (auto: CUDA if present)",
     "seed": "random seed; a run is reproducible for a given seed and device",
     "workers": "data-loading worker processes (0: load in the training process)",
-    "cache": "where training volumes live: memory (held), disk (RUN/cache/*.npy, memory-mapped), none (read from the "
-             "dataset at each draw), auto (memory when they take under 1/4 of the available memory, else disk)",
+    "cache": "where training volumes live: memory (held), disk (RUN/cache/*.npy, memory-mapped, deleted when the "
+             "run finishes), none (read from the dataset at each draw), auto (memory when they take under 1/4 of the "
+             "available memory, else disk)",
     "checkpoint_every": "write checkpoints/last.pt every N iterations (and at the end)",
     "init_from": "start from this trained model (run folder or model.pt): classes matched by name, added classes "
                  "get a new output row; skips pre-training",

@@ -67,8 +67,9 @@ class Config:
     """Data-loading worker processes (0: load in the training process)."""
     cache: str = "auto"
     """Where training volumes live (data/volumes.py): 'memory' (z-scored once, held), 'disk' (z-scored once into
-    RUN/cache/*.npy, memory-mapped per draw), 'none' (read from the dataset at each draw), or 'auto' (memory when the
-    volumes take under 1/4 of the available memory, else disk). The run's config.json records the resolved choice."""
+    RUN/cache/*.npy, memory-mapped per draw, deleted when the run finishes), 'none' (read from the dataset at each
+    draw), or 'auto' (memory when the volumes take under 1/4 of the available memory, else disk). The run's
+    config.json records the resolved choice."""
     checkpoint_every: int = 200
     val_every: int = 0
     """Validate every N iterations on the labeled validation split (0: only at the end)."""

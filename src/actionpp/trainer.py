@@ -20,7 +20,7 @@ from actionpp import checkpoint, distributed, memory
 from actionpp.config import Config, ConfigError
 from actionpp.data.layout import Case, Dataset, load_dataset
 from actionpp.data.loaders import IterationBatches, batch_loader
-from actionpp.data.volumes import VolumeStore, resolve_cache
+from actionpp.data.volumes import VolumeStore, prune_cache, resolve_cache
 from actionpp.events import EventLog
 from actionpp.inference import Predictor, save_model
 from actionpp.rank import class_volumes_ml
@@ -96,6 +96,9 @@ class Trainer:
         self.unlabeled_store = (VolumeStore([], mode, folder) if cfg.method == "supervised" else
                                 self.labeled_store.without_labels() if unlabeled is self.train_cases else
                                 VolumeStore(unlabeled, mode, folder, with_labels=False))
+        self.cache_files = self.labeled_store.files + self.unlabeled_store.files
+        if mode == "disk" and self.dist.main:  # files of an earlier source or of cases no longer used
+            prune_cache(folder, self.cache_files)
         self.batches = IterationBatches(cfg, self.labeled_store, self.unlabeled_store,
                                         rank=self.dist.rank if self.dist.active else None)
         self.model = self.learner
@@ -263,7 +266,10 @@ class Trainer:
                    {"iterations": self.iteration, **meta, "class_volumes_ml": class_volumes_ml(
                        self.ds.labels, [(c.label, c.geometry.spacing) for c in self.ds.labeled]),
                     **({"parent": str(Path(cfg.init_from).resolve())} if cfg.init_from else {})})
-        events.emit("done", iteration=self.iteration, model=str(model_path), val_dice=meta.get("val_dice"))
+        # the run is complete: its cache (a float32 copy of the training volumes) is no longer needed
+        freed = prune_cache(self.out / "cache") if cfg.cache == "disk" else 0
+        events.emit("done", iteration=self.iteration, model=str(model_path), val_dice=meta.get("val_dice"),
+                    cache_freed_bytes=freed)
         return model_path
 
     def _emit_val(self, events: EventLog) -> float:

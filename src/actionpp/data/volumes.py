@@ -19,7 +19,11 @@ for a case held in memory without a file, its voxels), so a changed source gets 
 temporary name and renamed into place (``os.replace``), so a crash never leaves a half-written file under the final
 name, and a reused file is checked (it opens, shape and dtype match) and rewritten otherwise: the cache is always
 rebuildable, which is why ``--resume`` works with any mode. Concurrent writers (ranks under ``torchrun``) write
-separate temporary files and the last rename wins with identical content.
+separate temporary files and the last rename wins with identical content. The cache lives only as long as the run
+needs it: at the start of a run the ``*.npy`` files no current case uses (an earlier source of a case, a case no
+longer in the dataset) are deleted (:func:`prune_cache`), and when the run finishes the whole cache goes, so a
+labeling loop of many rounds does not keep one float32 copy of the dataset per round. A stopped or failed run keeps
+its cache for ``--resume``.
 
 Why not MONAI ``PersistentDataset``: it caches the output of a deterministic transform chain per item, as a pickled
 torch file loaded whole on every access. The sampler here draws a random slice or patch of a random volume at each
@@ -134,6 +138,30 @@ def cache_files(case: Case, folder: Path, with_label: bool) -> tuple[Path, Path 
     return image_file, label_file
 
 
+def prune_cache(folder: Path, keep: Sequence[Path] = ()) -> int:
+    """Delete the ``*.npy`` files of ``folder`` that ``keep`` does not name, and ``folder`` itself when that leaves
+    it empty; returns the bytes freed. Only the cache's own files are touched: dot-named temporary files (a concurrent
+    writer's, see :func:`_write_npy`) and anything not ending in ``.npy`` stay."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    keep_names, freed = {Path(k).name for k in keep}, 0
+    for f in folder.glob("*.npy"):
+        if f.name.startswith(".") or f.name in keep_names:
+            continue
+        try:
+            size = f.stat().st_size
+            f.unlink()
+            freed += size
+        except FileNotFoundError:  # another rank removed it first
+            pass
+    try:
+        folder.rmdir()  # only succeeds when empty
+    except OSError:
+        pass
+    return freed
+
+
 class VolumeStore:
     """The z-scored volumes (and labels) of a list of cases, kept as ``mode`` says (see the module docstring).
 
@@ -167,6 +195,11 @@ class VolumeStore:
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def files(self) -> list[Path]:
+        """The cache files this store reads (``disk`` mode; empty otherwise)."""
+        return [f for pair in self._files for f in pair if f is not None]
 
     def without_labels(self) -> "VolumeStore":
         """The same volumes (storage shared, nothing copied or written) with labels left out."""
