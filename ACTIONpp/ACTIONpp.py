@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -388,11 +389,16 @@ class ACTIONppTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
         self.workFolder = Path(tempfile.mkdtemp(prefix="ACTIONppTest-"))
 
+    def tearDown(self):
+        shutil.rmtree(self.workFolder, ignore_errors=True)  # the test's own folder: exported data, runs, models
+
     def runTest(self):
-        self.setUp()
-        self.test_ExportCurationImport()
-        self.setUp()
-        self.test_TrainAndSegment()
+        for test in (self.test_ExportCurationImport, self.test_TrainAndSegment):
+            self.setUp()
+            try:
+                test()
+            finally:
+                self.tearDown()
 
     def _scene(self, labeled=2, unlabeled=1):
         import numpy as np

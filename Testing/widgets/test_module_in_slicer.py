@@ -5,6 +5,7 @@ logic and real engine processes. No fake logic here."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,9 +169,13 @@ def test_settings_are_saved_with_the_scene_and_restored_on_load(slicerApp, tmp_p
     assert ui.iterationsSpinBox.value() == 750 and ui.workFolderPathLineEdit.currentPath == str(elsewhere)
 
 
-def test_the_in_app_self_test_runs_unchanged(slicerApp):
+def test_the_in_app_self_test_runs_unchanged_and_leaves_no_folder(slicerApp):
+    import tempfile
+
+    before = set(Path(tempfile.gettempdir()).glob("ACTIONppTest-*"))
     slicerApp.openModule()
     slicerApp.moduleObject.runTest(msec=0)  # ACTIONppTest: export, curation, import, tiny training, segmentation
+    assert set(Path(tempfile.gettempdir()).glob("ACTIONppTest-*")) == before
 
 
 def test_module_describes_itself_and_opens_with_the_engine_importable(slicerApp):
