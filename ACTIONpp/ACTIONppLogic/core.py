@@ -40,19 +40,26 @@ class TrainingStatus:
 
 @dataclass
 class Estimate:
-    """A training's expected duration, from a few timed iterations on the real data and device."""
+    """A training's expected duration, from a few timed steps of each stage on the real data and device:
+    ``seconds = secondsPerIteration * iterations + pretrainSecondsPerIteration * pretrainIterations``."""
 
     secondsPerIteration: float
     iterations: int
     device: str
+    pretrainSecondsPerIteration: float = 0.0
+    pretrainIterations: int = 0
 
     @property
     def seconds(self) -> float:
-        return self.secondsPerIteration * self.iterations
+        return self.secondsPerIteration * self.iterations + self.pretrainSecondsPerIteration * self.pretrainIterations
 
     def describe(self) -> str:
-        return (f"about {jobs.formatDuration(self.seconds)} for {self.iterations} iterations on {self.device} "
-                f"({self.secondsPerIteration:.2f} s per iteration, timed on your data)")
+        steps = f"{self.iterations} iterations"
+        pace = f"{self.secondsPerIteration:.2f} s per iteration"
+        if self.pretrainIterations:
+            steps = f"{self.pretrainIterations} pre-training steps and {steps}"
+            pace = f"{self.pretrainSecondsPerIteration:.2f} s per pre-training step, {pace}"
+        return f"about {jobs.formatDuration(self.seconds)} for {steps} on {self.device} ({pace}, timed on your data)"
 
 
 @dataclass
@@ -186,10 +193,11 @@ class ModuleLogic:
             raise devices.DeviceError(problem)
 
     def estimateTraining(self, dataset, settings: TrainingSettings, steps: int = 5, timeout: float = 600.0) -> Estimate:
-        """Time ``steps`` iterations of the configured training on ``dataset`` (a throw-away run in
-        ``WORK/estimates``, removed afterwards) and scale to ``settings.iterations``."""
+        """Time ``steps`` steps of each stage of the configured training on ``dataset`` (the engine's
+        ``--probe-steps``, in a throw-away run in ``WORK/estimates``, removed afterwards) and scale them to the
+        run's planned totals, which the engine reports (pre-training steps included)."""
         self.checkDevice(settings.device)
-        probe = TrainingSettings(**{**vars(settings), "iterations": steps, "checkpointEvery": steps})
+        probe = TrainingSettings(**{**vars(settings), "extraArgs": [*settings.extraArgs, "--probe-steps", str(steps)]})
         folder = _stamp(self.workFolder / "estimates")
         job = TrainingJob(dataset, folder, probe, python=self.python, baseEnv=self.baseEnv)
         try:
@@ -201,7 +209,9 @@ class ModuleLogic:
             if state != jobs.FINISHED or job.progress.secondsPerIteration is None:
                 raise jobs.JobError(f"timing {steps} iterations failed: {job.errorMessage() or state}")
             device = devices.describeDevice(settings.device, self.deviceReport())
-            return Estimate(job.progress.secondsPerIteration, int(settings.iterations or 0), device)
+            progress = job.progress
+            return Estimate(progress.secondsPerIteration, progress.trainTotal, device,
+                            progress.pretrainSecondsPerIteration or 0.0, progress.pretrainTotal)
         finally:
             shutil.rmtree(folder, ignore_errors=True)  # made by this call, never the user's
 

@@ -61,10 +61,21 @@ class EventReader:
 
 @dataclass
 class Progress:
-    """The latest state of a training run, as the GUI shows it."""
+    """The latest state of a training run, as the GUI shows it.
+
+    A run of ``action``/``actionpp`` has two stages: contrastive pre-training (``phase == "pretrain"``, P steps),
+    then fine-tuning (``phase == "train"``, T iterations). ``iteration``/``total`` count within the current stage;
+    ``stepsDone``/``stepsTotal`` and ``fraction`` count the whole run (P + T), so a progress bar never restarts.
+    """
 
     iteration: int = 0
     total: int = 0
+    phase: str = "train"
+    pretrainTotal: int = 0
+    """P: the pre-training steps of this run (0: no such stage)."""
+    trainTotal: int = 0
+    """T: the fine-tuning iterations (known from the first event of either stage)."""
+    pretrainSecondsPerIteration: float | None = None
     etaSeconds: float | None = None
     secondsPerIteration: float | None = None
     loss: float | None = None
@@ -81,12 +92,25 @@ class Progress:
     errorMessage: str = ""
 
     @property
+    def stepsTotal(self) -> int:
+        return self.pretrainTotal + (self.trainTotal or self.total)
+
+    @property
+    def stepsDone(self) -> int:
+        return self.iteration if self.phase == "pretrain" else self.pretrainTotal + self.iteration
+
+    @property
     def fraction(self) -> float:
-        return min(1.0, self.iteration / self.total) if self.total else 0.0
+        return min(1.0, self.stepsDone / self.stepsTotal) if self.stepsTotal else 0.0
 
     def summary(self) -> str:
-        """One line: ``Iteration 120/2000 · ETA 3 min 20 s · loss 0.412 · val Dice 0.83``."""
-        parts = [f"Iteration {self.iteration}/{self.total}" if self.total else "Starting..."]
+        """One line: ``Iteration 120/2000 · ETA 3 min 20 s · loss 0.412 · val Dice 0.83``, or during pre-training
+        ``Pre-training 30/500, then 2000 iterations · ETA ...`` (the ETA of the whole run)."""
+        if self.phase == "pretrain" and self.total:
+            head = f"Pre-training {self.iteration}/{self.total}, then {self.trainTotal} iterations"
+        else:
+            head = f"Iteration {self.iteration}/{self.total}" if self.total else "Starting..."
+        parts = [head]
         if self.etaSeconds is not None and not self.done:
             parts.append(f"ETA {formatDuration(self.etaSeconds)}")
         if self.loss is not None:
@@ -113,7 +137,9 @@ class Curves:
     """Training curves: series name -> list of (iteration, value), kept sorted and free of repeats.
 
     Series: ``loss``, ``loss/<term>`` for every term in ``losses``, ``lr``, ``val_dice`` (mean) and
-    ``val_dice/<class>``. When a resumed run starts again at iteration i0, points at or after i0 are dropped first.
+    ``val_dice/<class>``; the pre-training stage's ``loss``, ``loss/<term>`` and ``lr`` under ``pretrain/`` (its own
+    step numbers). When a resumed stage starts again at iteration i0, that stage's points at or after i0 are dropped
+    first.
     """
 
     def __init__(self):
@@ -131,9 +157,12 @@ class Curves:
             points.pop()
         points.append((int(iteration), value))
 
-    def truncate(self, iteration: int) -> None:
+    def truncate(self, iteration: int, pretrain: bool = False) -> None:
+        """Drop the points at or after ``iteration`` of the fine-tuning series (``pretrain``: of the pre-training
+        series)."""
         for name, points in self.series.items():
-            self.series[name] = [p for p in points if p[0] < iteration]
+            if name.startswith("pretrain/") == pretrain:
+                self.series[name] = [p for p in points if p[0] < iteration]
 
     def __getitem__(self, name: str) -> list[tuple[int, float]]:
         return self.series.get(name, [])
@@ -145,15 +174,23 @@ class Curves:
 def applyEvent(progress: Progress, curves: Curves, event: dict) -> None:
     """Fold one events.jsonl record into ``progress`` and ``curves`` (unknown events and keys are ignored)."""
     kind = event.get("event")
+    pre = event.get("phase") == "pretrain"
     if kind == "start":
+        progress.phase = "pretrain" if pre else "train"
         progress.total = int(event.get("total") or progress.total)
         progress.iteration = int(event.get("start_iteration") or 0)
+        if pre:
+            progress.pretrainTotal = progress.total
+            progress.trainTotal = int(event.get("finetune_total") or progress.trainTotal)
+        else:
+            progress.trainTotal = progress.total
+            progress.pretrainTotal = int(event.get("pretrain_total", progress.pretrainTotal) or 0)
         progress.method = event.get("method", progress.method)
         progress.device = event.get("device", progress.device)
         progress.labels = event.get("labels") or progress.labels
         progress.done = False
         progress.errorMessage = ""
-        curves.truncate(progress.iteration + 1)
+        curves.truncate(progress.iteration + 1, pretrain=pre)
     elif kind == "iter":
         i = int(event.get("iteration", progress.iteration))
         progress.iteration = i
@@ -164,10 +201,15 @@ def applyEvent(progress: Progress, curves: Curves, event: dict) -> None:
         progress.tau = event.get("tau") or {}
         progress.secondsPerIteration = event.get("sec_per_iter")
         progress.etaSeconds = event.get("eta_s")
-        curves.add("loss", i, progress.loss)
+        prefix = "pretrain/" if pre else ""
+        if pre:  # the whole run's ETA: the fine-tuning iterations counted at the pre-training pace
+            progress.pretrainSecondsPerIteration = progress.secondsPerIteration
+            if progress.etaSeconds is not None and progress.secondsPerIteration is not None:
+                progress.etaSeconds += progress.trainTotal * progress.secondsPerIteration
+        curves.add(prefix + "loss", i, progress.loss)
         for term, value in progress.losses.items():
-            curves.add(f"loss/{term}", i, value)
-        curves.add("lr", i, progress.lr)
+            curves.add(f"{prefix}loss/{term}", i, value)
+        curves.add(prefix + "lr", i, progress.lr)
     elif kind == "val":
         i = int(event.get("iteration", progress.iteration))
         progress.meanDice = event.get("mean_dice")

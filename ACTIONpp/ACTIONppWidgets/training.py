@@ -167,8 +167,8 @@ class TrainingPanel:
             return
         progress = status.progress
         bar = self.ui.trainingProgressBar
-        bar.setMaximum(max(1, progress.total))
-        bar.setValue(min(progress.iteration, max(1, progress.total)))
+        bar.setMaximum(max(1, progress.stepsTotal))  # the whole run: pre-training steps + iterations
+        bar.setValue(min(progress.stepsDone, max(1, progress.stepsTotal)))
         self.ui.progressLabel.setText(progress.summary())
         if status.newLog:
             self.ui.logTextEdit.appendPlainText(status.newLog.rstrip("\n"))
@@ -188,7 +188,9 @@ class TrainingPanel:
             self.hooks.onTrainingFinished(status.runDir)
         elif status.state == "cancelled":
             where = " Resume continues from the last checkpoint." if status.resumable else ""
-            self.ui.progressLabel.setText(f"Cancelled at iteration {status.progress.iteration}.{where}")
+            at = (f"pre-training step {status.progress.iteration}" if status.progress.phase == "pretrain"
+                  else f"iteration {status.progress.iteration}")
+            self.ui.progressLabel.setText(f"Cancelled at {at}.{where}")
         elif status.state == "failed":
             self.ui.progressLabel.setText(f"Failed: {status.errorMessage}")
             self.hooks.showError(f"Training failed: {status.errorMessage}", status.logTail)

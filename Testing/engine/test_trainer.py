@@ -125,3 +125,21 @@ def test_head_learning_rate_scale(tmp_path, tiny_dataset):
     assert {id(p) for p in t.opt.param_groups[1]["params"]} == head_ids
     plain = Trainer(tiny_config(tmp_path / "p", iterations=2), tiny_dataset, show_bar=False)
     assert len(plain.opt.param_groups) == 1  # the default keeps one group: earlier checkpoints still load
+
+
+def test_a_timing_probe_runs_a_few_steps_of_each_stage_and_saves_nothing(tmp_path, tiny_dataset):
+    cfg = tiny_config(tmp_path, method="actionpp", iterations=40, pretrain_iterations=10, probe_steps=2,
+                      checkpoint_every=1, val_every=1)
+    Trainer(cfg, tiny_dataset, show_bar=False).run()
+    run = tmp_path / "run"
+    events = read_events(run / "events.jsonl")
+    starts = [e for e in events if e["event"] == "start"]
+    # the planned totals of both stages, so a caller can scale the timed steps to the whole run
+    assert [(e.get("phase"), e["total"]) for e in starts] == [("pretrain", 10), (None, 40)]
+    assert starts[0]["finetune_total"] == 40 and starts[1]["pretrain_total"] == 10
+    iters = [(e.get("phase"), e["iteration"]) for e in events if e["event"] == "iter"]
+    assert iters == [("pretrain", 1), ("pretrain", 2), (None, 1), (None, 2)]
+    assert all(e["sec_per_iter"] > 0 for e in events if e["event"] == "iter")
+    assert not any(e["event"] in ("checkpoint", "val") for e in events)
+    assert [e for e in events if e["event"] == "done"][-1]["probe"] is True
+    assert not (run / "model.pt").exists() and not list((run / "checkpoints").glob("*.pt"))

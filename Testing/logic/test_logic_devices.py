@@ -55,6 +55,25 @@ def test_estimate_times_a_few_real_iterations_and_cleans_up(ctx, tmp_path, phant
     settings = TrainingSettings(method="mean-teacher", iterations=5000, device="cpu", extraArgs=TINY_TRAINING)
     estimate = logic.estimateTraining(phantoms, settings, steps=3)
     assert 0 < estimate.secondsPerIteration < 30 and estimate.iterations == 5000
+    assert estimate.pretrainIterations == 0  # mean-teacher has no pre-training stage
     assert estimate.seconds == pytest.approx(estimate.secondsPerIteration * 5000)
     assert "5000 iterations on CPU" in estimate.describe()
+    assert list((tmp_path / "work" / "estimates").iterdir()) == []
+
+
+def test_estimate_includes_the_pretraining_stage_the_engine_plans(ctx, tmp_path, phantoms):
+    requireEngine()
+    from actionpp.config import Config
+    from ACTIONppLogic.core import ModuleLogic
+
+    logic = ModuleLogic(ctx, tmp_path / "work", python=sys.executable, baseEnv=ENGINE_ENV)
+    settings = TrainingSettings(method="actionpp", iterations=400, device="cpu",
+                                extraArgs=[*TINY_TRAINING, "--pretrain-window", "16"])
+    estimate = logic.estimateTraining(phantoms, settings, steps=2)
+    planned = Config(method="actionpp", iterations=400).pretrain_iterations  # the engine's own default
+    assert estimate.iterations == 400 and estimate.pretrainIterations == planned > 0
+    assert 0 < estimate.pretrainSecondsPerIteration < 30
+    assert estimate.seconds == pytest.approx(estimate.secondsPerIteration * 400
+                                             + estimate.pretrainSecondsPerIteration * planned)
+    assert f"{planned} pre-training steps and 400 iterations on CPU" in estimate.describe()
     assert list((tmp_path / "work" / "estimates").iterdir()) == []

@@ -211,3 +211,27 @@ def test_real_training_failure_exposes_the_log_tail(tmp_path):
     assert not job.resumable
     with pytest.raises(jobs.JobError, match="expected a checkpoint to resume from"):
         job.resume()
+
+
+@pytest.mark.slow
+def test_progress_counts_the_whole_run_across_the_pretraining_stage(phantoms, tmp_path):
+    requireEngine()
+    settings = TrainingSettings(method="actionpp", iterations=4, device="cpu",
+                                extraArgs=[*TINY_TRAINING, "--pretrain-iterations", "2", "--pretrain-window", "16"])
+    job = TrainingJob(phantoms, tmp_path / "run", settings, python=sys.executable, baseEnv=ENGINE_ENV).start()
+    assert job.wait(timeout=180, pollInterval=0.1) == FINISHED, job.logTail()
+    # replay the engine's own events one by one, as a GUI timer could have seen them
+    progress, curves, seen = Progress(), Curves(), []
+    for event in EventReader(tmp_path / "run" / "events.jsonl").read():
+        applyEvent(progress, curves, event)
+        seen.append((progress.phase, progress.fraction, progress.summary(), progress.etaSeconds))
+        if event["event"] == "iter" and event.get("phase") == "pretrain":
+            # the whole run's ETA: the stage's own plus the 4 iterations at the stage's pace
+            assert progress.etaSeconds == pytest.approx(event["eta_s"] + 4 * event["sec_per_iter"])
+    fractions = [f for _, f, _, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0  # never restarts at the second stage
+    assert [p for p, _, _, _ in seen].index("train") > 0 and seen[0][0] == "pretrain"
+    assert any(s.startswith("Pre-training 1/2, then 4 iterations") for _, _, s, _ in seen)
+    assert (progress.pretrainTotal, progress.trainTotal, progress.stepsDone) == (2, 4, 6)
+    assert [i for i, _ in curves["pretrain/loss"]] == [1, 2] and [i for i, _ in curves["loss"]] == [1, 2, 3, 4]
+    assert job.progress.fraction == 1.0 and job.progress.pretrainTotal == 2  # the job's own polling agrees

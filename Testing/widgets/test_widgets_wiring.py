@@ -10,6 +10,7 @@ import pytest
 pytest.importorskip("PySide6.QtUiTools", reason="PySide6 is not installed (pip install PySide6-Essentials)")
 from actionpp_widget_testing import FakeTimer, Node, qt  # noqa: E402
 
+from ACTIONppLogic.progress import Progress  # noqa: E402
 from ACTIONppWidgets import CurationPanel, SegmentPanel, TrainingPanel  # noqa: E402
 
 
@@ -28,8 +29,13 @@ def _panels(ui, logic, recorder, **hookExtra):
     return curation, training, timer
 
 
-def _status(state="running", iteration=0, total=10, newLog="", resumable=False, error="", tail=""):
-    progress = SimpleNamespace(iteration=iteration, total=total, summary=lambda: f"Iteration {iteration}/{total}")
+def _status(state="running", iteration=0, total=10, newLog="", resumable=False, error="", tail="", pretrain=None):
+    """A logic status with the logic's real :class:`Progress`; ``pretrain=(step, steps)``: during pre-training."""
+    if pretrain is None:
+        progress = Progress(iteration=iteration, total=total, trainTotal=total)
+    else:
+        progress = Progress(iteration=pretrain[0], total=pretrain[1], phase="pretrain", pretrainTotal=pretrain[1],
+                            trainTotal=total)
     return SimpleNamespace(state=state, progress=progress, curves={"loss": [(iteration, 0.5)]}, newLog=newLog,
                            runDir=Path("/runs/r1"), errorMessage=error, logTail=tail, resumable=resumable)
 
@@ -99,6 +105,21 @@ def test_progress_updates_the_bar_the_label_and_the_log(ui, logic, recorder):
     assert ui.logTextEdit.toPlainText().endswith("done")
     assert recorder.named("finished") == [("finished", Path("/runs/r1"))]
     assert ui.trainButton.isEnabled() and not ui.cancelButton.isEnabled()
+
+
+def test_the_bar_spans_the_pretraining_stage_and_the_iterations(ui, logic, recorder):
+    _, training, timer = _panels(ui, logic, recorder)
+    ui.trainButton.click()
+    logic.trainingStatuses = [_status(total=10, pretrain=(2, 5)), _status(iteration=3, total=10, pretrain=None)]
+    timer.callback()
+    assert ui.trainingProgressBar.maximum() == 15 and ui.trainingProgressBar.value() == 2
+    assert ui.progressLabel.text() == "Pre-training 2/5, then 10 iterations"
+    logic.trainingStatuses[-1].progress.pretrainTotal = 5  # fine-tuning after the 5 pre-training steps
+    timer.callback()
+    assert ui.trainingProgressBar.maximum() == 15 and ui.trainingProgressBar.value() == 8
+    logic.trainingStatuses = [_status("cancelled", total=10, pretrain=(2, 5))]
+    ui.cancelButton.click()
+    assert "Cancelled at pre-training step 2." in ui.progressLabel.text()
 
 
 def test_cancel_then_resume(ui, logic, recorder):

@@ -38,6 +38,7 @@ HELP = {
     "amp": "alias of --precision fp16 on CUDA (ignored on CPU)",
     "precision": "training precision: fp32, bf16 or fp16 autocast (CPU and GPU; fp16 uses a gradient scaler)",
     "memory_check": "estimate peak memory first and stop, proposing a setting that fits, when it would not fit",
+    "probe_steps": "time the run instead: stop each stage after N steps and save nothing (duration estimates)",
     "lr": "initial learning rate (SGD, poly decay)",
     "momentum": "SGD momentum",
     "weight_decay": "SGD weight decay",

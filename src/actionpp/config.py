@@ -82,6 +82,9 @@ class Config:
     """Old switch, kept as an alias: ``--amp`` means ``--precision fp16`` on CUDA and nothing on CPU."""
     memory_check: bool = True
     """Estimate peak memory before training and stop, proposing a smaller patch or batch, when it would not fit."""
+    probe_steps: int = 0
+    """Time the run instead of doing it: each stage stops after this many steps and nothing is saved (the GUI's
+    duration estimate); the events still give the planned totals. 0: a normal run."""
 
     # --- optimisation (official fine-tuning: SGD 0.01, momentum 0.9, Nesterov, wd 1e-4, poly 0.9) --------------
     lr: float = 0.01
@@ -272,7 +275,8 @@ class Config:
                      "anco_negatives", "anco_pool", "ascl_queue", "ascl_anchors_per_class", "pretrain_memory",
                      "pretrain_latent_dim", "pretrain_window", "pretrain_pool"):
             _positive_int(name, getattr(self, name))
-        for name in ("labeled_cases", "batch_unlabeled", "workers", "val_every", "pretrain_iterations"):
+        for name in ("labeled_cases", "batch_unlabeled", "workers", "val_every", "pretrain_iterations",
+                     "probe_steps"):
             _nonneg_int(name, getattr(self, name))
         if self.method != "supervised" and self.batch_unlabeled < 1:
             raise ConfigError(f"--batch-unlabeled: method {self.method!r} needs at least 1, got {self.batch_unlabeled}")

@@ -80,9 +80,11 @@ def pretrain(cfg: Config, model: Model, num_classes: int, batches: IterationBatc
     params = [*net.parameters(), *g_pred.parameters(), *l_pred.parameters()]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     dice_ce, total = DiceCE(), cfg.pretrain_iterations
-    events.emit("start", phase="pretrain", total=total, start_iteration=0, method=cfg.method, device=str(device))
+    stop = min(total, cfg.probe_steps) if cfg.probe_steps else total  # a timing probe ends the stage early
+    events.emit("start", phase="pretrain", total=total, start_iteration=0, method=cfg.method, device=str(device),
+                finetune_total=cfg.iterations)
     t0 = time.perf_counter()
-    for it, batch in zip(range(total), batch_loader(batches, 0, total, cfg.workers)):
+    for it, batch in zip(range(stop), batch_loader(batches, 0, stop, cfg.workers)):
         for group in opt.param_groups:
             group["lr"] = poly_lr(cfg.lr, it, total, cfg.poly_power)
         g = torch.Generator().manual_seed(cfg.seed * 7_777 + it)
@@ -110,5 +112,5 @@ def pretrain(cfg: Config, model: Model, num_classes: int, batches: IterationBatc
                     losses={"sup": float(sup.detach()), "global": float(glob.detach()), "local": float(loc.detach())},
                     lr=opt.param_groups[0]["lr"], tau={"student": tau_s, "teacher": tau_t}, sec_per_iter=spi,
                     eta_s=spi * (total - it - 1))
-    if distributed.is_main():
+    if distributed.is_main() and not cfg.probe_steps:
         checkpoint.atomic_save({"model": model.state_dict(), "config": cfg.to_dict()}, saved)

@@ -185,7 +185,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------------------
     def run(self, resume: bool = False) -> Path:
-        """Train to ``cfg.iterations``; returns the path of ``model.pt``."""
+        """Train to ``cfg.iterations``; returns the path of ``model.pt`` (not written by a ``probe_steps`` run)."""
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         last = self.out / "checkpoints" / "last.pt"
@@ -239,26 +239,32 @@ class Trainer:
             self._pretrain(events)
         events.emit("start", total=cfg.iterations, start_iteration=start, method=cfg.method, device=str(self.device),
                     labels=self.ds.labels, labeled=len(self.train_cases), unlabeled=len(self.ds.unlabeled),
-                    val=len(self.val_cases), cache=cfg.cache, cache_reason=self.cache_reason)
+                    val=len(self.val_cases), cache=cfg.cache, cache_reason=self.cache_reason,
+                    pretrain_total=0 if cfg.init_from else cfg.pretrain_iterations)  # the stage before (done or not)
         log_every = max(1, cfg.iterations // 1000)
+        stop = min(cfg.iterations, start + cfg.probe_steps) if cfg.probe_steps else cfg.iterations
         t0, done = time.perf_counter(), 0
-        for it, batch in zip(range(start, cfg.iterations), batch_loader(self.batches, start, cfg.iterations,
-                                                                          cfg.workers)):
+        for it, batch in zip(range(start, stop), batch_loader(self.batches, start, stop, cfg.workers)):
             logs = self.train_step(batch, it)
             self.iteration, done = it + 1, done + 1
             spi = (time.perf_counter() - t0) / done
-            if self.iteration % log_every == 0 or self.iteration == cfg.iterations:
+            if self.iteration % log_every == 0 or self.iteration in (cfg.iterations, stop):
                 loss = logs.pop("loss")
                 events.emit("iter", iteration=self.iteration, total=cfg.iterations, loss=loss,
                             losses={k: v for k, v in logs.items() if k != "lr"}, lr=logs["lr"],
                             tau=self.learner.temperatures(it), sec_per_iter=spi,
                             eta_s=spi * (cfg.iterations - self.iteration))
+            if cfg.probe_steps:
+                continue
             if self.iteration % cfg.checkpoint_every == 0 and self.iteration < cfg.iterations:
                 events.emit("checkpoint", iteration=self.iteration, path=str(self.save_checkpoint()))
             if cfg.val_every and self.val_cases and self.iteration % cfg.val_every == 0 and self.dist.main:
                 self._emit_val(events)
-        events.emit("checkpoint", iteration=self.iteration, path=str(self.save_checkpoint()))
         model_path = self.out / "model.pt"
+        if cfg.probe_steps:  # a timing probe: nothing saved, nothing scored
+            events.emit("done", iteration=self.iteration, model="", val_dice=None, probe=True)
+            return model_path
+        events.emit("checkpoint", iteration=self.iteration, path=str(self.save_checkpoint()))
         if not self.dist.main:  # rank 0 scores and writes the model
             return model_path
         meta = self._final_scores(events)
