@@ -185,3 +185,22 @@ def test_a_run_prunes_cache_files_no_current_case_uses(tmp_path, tiny_dataset):
     assert {f.name for f in trainer.cache_files} <= left and len(trainer.cache_files) == 7
     trainer.run()  # at the end only the cache's own files go; the folder stays while it holds other files
     assert {p.name for p in folder.iterdir()} == {writing.name, notes.name}
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_labels_stay_in_their_stored_dtype_until_the_patch_is_cut(tmp_path, phantoms, dims):
+    class Widened(VolumeStore):  # the label volume widened to int64 before cropping, as the sampler once did
+        def take(self, i, z=None):
+            image, label = super().take(i, z)
+            return image, None if label is None else label.astype(np.int64)
+
+    ds = load_dataset(phantoms)
+    store = VolumeStore(ds.labeled, "memory")
+    assert store.take(0)[1].dtype == ds.labeled[0].label.dtype == np.uint8  # no whole-volume int64 copy
+    assert VolumeStore(ds.labeled, "disk", tmp_path / "c").take(0, 1)[1].dtype == np.uint8
+    cfg = tiny_config(tmp_path, dims=dims, batch_labeled=3)
+    narrow = IterationBatches(cfg, store, ds.unlabeled)
+    wide = IterationBatches(cfg, Widened(ds.labeled, "memory"), ds.unlabeled)
+    for it in range(3):  # the same crops (3D: MONAI's foreground/background crop), flips and values
+        a, b = narrow[it], wide[it]
+        assert a["l_label"].dtype == torch.int64 and all(torch.equal(a[k], b[k]) for k in a)

@@ -165,8 +165,8 @@ def prune_cache(folder: Path, keep: Sequence[Path] = ()) -> int:
 class VolumeStore:
     """The z-scored volumes (and labels) of a list of cases, kept as ``mode`` says (see the module docstring).
 
-    ``take(i, z)`` returns case ``i``'s image ``(Z, Y, X)`` float32 (or slice ``z``, ``(Y, X)``) and its label as int64
-    (None when unlabeled or ``with_labels`` is False). The store pickles small in ``disk`` and ``none`` modes (file
+    ``take(i, z)`` returns case ``i``'s image ``(Z, Y, X)`` float32 (or slice ``z``, ``(Y, X)``) and its label in its
+    stored integer dtype (None when unlabeled or ``with_labels`` is False); treat both as read-only. The store pickles small in ``disk`` and ``none`` modes (file
     names, or cases that read themselves): worker processes open the files themselves, one draw at a time.
     """
 
@@ -210,7 +210,7 @@ class VolumeStore:
         return other
 
     def take(self, i: int, z: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Image of case ``i`` (slice ``z`` if given) and its int64 label, or None."""
+        """Image of case ``i`` (slice ``z`` if given) and its label (stored dtype), or None."""
         if self.mode == "memory":
             image, label = self._held[i]
         elif self.mode == "disk":
@@ -224,7 +224,9 @@ class VolumeStore:
             image, label = image[z], None if label is None else label[z]
         if self.mode == "disk":  # copy out of the memory map; the map closes when it goes out of scope
             image = np.array(image, dtype=np.float32)
-        return image, None if label is None else np.asarray(label).astype(np.int64)
+            label = None if label is None else np.array(label)
+        # the label keeps its stored dtype (uint8 for most): the sampler widens only the patch, never the volume
+        return image, label
 
 
 def _check_space(case: Case, folder: Path) -> None:
