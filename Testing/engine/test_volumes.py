@@ -128,7 +128,7 @@ def test_partial_or_stale_cache_files_are_rewritten(tmp_path, phantoms):
     folder = tmp_path / "cache"
     store = VolumeStore(ds.labeled, "disk", folder)
     image_file, label_file = store._files[0]
-    want_image, want_label = store.take(0)
+    want_image, want_label = (np.array(a) for a in store.take(0))  # copies: a 3D take maps the file itself
     image_file.write_bytes(image_file.read_bytes()[:200])  # truncated (as a crash mid-write without the rename)
     np.save(label_file, np.zeros((2, 2), np.uint8))  # wrong shape
     store = VolumeStore(ds.labeled, "disk", folder)
@@ -204,3 +204,14 @@ def test_labels_stay_in_their_stored_dtype_until_the_patch_is_cut(tmp_path, phan
     for it in range(3):  # the same crops (3D: MONAI's foreground/background crop), flips and values
         a, b = narrow[it], wide[it]
         assert a["l_label"].dtype == torch.int64 and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_3d_disk_draw_maps_the_cache_file_instead_of_copying_it(tmp_path, phantoms):
+    ds = load_dataset(phantoms)
+    store = VolumeStore(ds.labeled, "disk", tmp_path / "c")
+    image, label = store.take(0)  # 3D: the crop reads only the patch's pages of this map
+    assert isinstance(image, np.memmap) and image.flags.writeable  # copy-on-write: torch shares it, no warning
+    image[0, 0, 0] = 1e6  # a write stays private: the cache file is unchanged
+    assert store.take(0)[0][0, 0, 0] != 1e6
+    sliced, _ = store.take(0, 1)  # 2D: one slice copied out
+    assert not isinstance(sliced, np.memmap) and sliced.flags.owndata and sliced.shape == image.shape[1:]

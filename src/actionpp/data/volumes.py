@@ -6,9 +6,10 @@ Every mode gives the sampler (:class:`~actionpp.data.loaders.IterationBatches`) 
 * ``memory``: each image is z-scored once and held (one float32 copy per volume; labels in their own integer dtype).
   Host memory grows with the dataset: ``sum_i Z_i Y_i X_i * (4 + 1 if labeled)`` bytes.
 * ``disk``: each image is z-scored once and written to ``RUN/cache/<case>-<key>.npy`` (its label beside it as
-  ``...-label.npy``); a draw opens it with ``np.load(mmap_mode="r")`` and copies out the slice it needs (2D: one
-  ``(Y, X)`` slice, so only that slice's pages are read; 3D: the volume, for MONAI's crop), then closes it. Host
-  memory holds only the list of file names, whatever the number of volumes. Nothing is written to the dataset folder.
+  ``...-label.npy``); a draw maps it (``np.load(mmap_mode="c")``, copy-on-write, so the file is never written) and
+  reads only what it needs: 2D copies out one ``(Y, X)`` slice; 3D hands the map to MONAI's crop, which touches only
+  the patch's pages (the label, one byte a voxel, is read whole for the foreground/background choice). Host memory
+  holds only the list of file names, whatever the number of volumes. Nothing is written to the dataset folder.
 * ``none``: the volume is read from the dataset file (with the load-time checks) and z-scored at every draw.
 * ``auto``: ``memory`` when the decompressed size above is below :data:`AUTO_FRACTION` of the memory available now
   (:func:`actionpp.memory.available_bytes`), else ``disk``. Shapes come from the load pass (the image headers), so no
@@ -215,15 +216,19 @@ class VolumeStore:
             image, label = self._held[i]
         elif self.mode == "disk":
             image_file, label_file = self._files[i]
-            image = np.load(image_file, mmap_mode="r")
+            # copy-on-write map: private and writable, so torch shares it without a copy; pages are read on access
+            image = np.load(image_file, mmap_mode="c")
             label = np.load(label_file, mmap_mode="r") if label_file is not None else None
         else:
             image, label = self._cases[i].arrays()
             image, label = normalize(image), label if self.with_labels else None
         if z is not None:
             image, label = image[z], None if label is None else label[z]
-        if self.mode == "disk":  # copy out of the memory map; the map closes when it goes out of scope
-            image = np.array(image, dtype=np.float32)
+        if self.mode == "disk":  # the map closes when the last array using it goes out of scope
+            if z is not None:  # 2D: copy the slice out (only its pages are read)
+                image = np.array(image, dtype=np.float32)
+            # 3D: the map itself; the crop reads only the patch's pages (the label is read whole: the crop's
+            # foreground/background choice needs all of it)
             label = None if label is None else np.array(label)
         # the label keeps its stored dtype (uint8 for most): the sampler widens only the patch, never the volume
         return image, label
