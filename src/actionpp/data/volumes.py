@@ -154,7 +154,7 @@ def prune_cache(folder: Path, keep: Sequence[Path] = ()) -> int:
             size = f.stat().st_size
             f.unlink()
             freed += size
-        except FileNotFoundError:  # another rank removed it first
+        except OSError:  # another rank removed it first, or (Windows) a map still holds it: left for next time
             pass
     try:
         folder.rmdir()  # only succeeds when empty
