@@ -129,7 +129,7 @@ def test_head_learning_rate_scale(tmp_path, tiny_dataset):
 
 def test_a_timing_probe_runs_a_few_steps_of_each_stage_and_saves_nothing(tmp_path, tiny_dataset):
     cfg = tiny_config(tmp_path, method="actionpp", iterations=40, pretrain_iterations=10, probe_steps=2,
-                      checkpoint_every=1, val_every=1)
+                      checkpoint_every=1, val_every=1, cache="disk")
     Trainer(cfg, tiny_dataset, show_bar=False).run()
     run = tmp_path / "run"
     events = read_events(run / "events.jsonl")
@@ -143,3 +143,4 @@ def test_a_timing_probe_runs_a_few_steps_of_each_stage_and_saves_nothing(tmp_pat
     assert not any(e["event"] in ("checkpoint", "val") for e in events)
     assert [e for e in events if e["event"] == "done"][-1]["probe"] is True
     assert not (run / "model.pt").exists() and not list((run / "checkpoints").glob("*.pt"))
+    assert not (run / "cache").exists()

@@ -261,8 +261,9 @@ class Trainer:
             if cfg.val_every and self.val_cases and self.iteration % cfg.val_every == 0 and self.dist.main:
                 self._emit_val(events)
         model_path = self.out / "model.pt"
-        if cfg.probe_steps:  # a timing probe: nothing saved, nothing scored
-            events.emit("done", iteration=self.iteration, model="", val_dice=None, probe=True)
+        if cfg.probe_steps:  # a timing probe: nothing saved, nothing scored, nothing cached left behind
+            freed = prune_cache(self.out / "cache") if cfg.cache == "disk" and self.dist.main else 0
+            events.emit("done", iteration=self.iteration, model="", val_dice=None, probe=True, cache_freed_bytes=freed)
             return model_path
         events.emit("checkpoint", iteration=self.iteration, path=str(self.save_checkpoint()))
         if not self.dist.main:  # rank 0 scores and writes the model
