@@ -90,9 +90,14 @@ def tables(results: list[dict], arms: list[str], title: str) -> str:
                              + (f"{m(lambda r: r['dice'][rare]):.3f} | " if rare else "")
                              + f"{m(lambda r: r['mean_hd95']):.1f} | {sum(r['missed'] for r in rows)} |")
         present = {arm for (_, arm, _) in by}
-        pairs = [(a, arms[0]) for a in arms[1:] if a in present] + [
-            (a, b) for a, b in [("app", "mt"), ("app", "sup_250")] + [(x, "app") for x in arms if x.startswith("app_")]
-            if a in present and b in present]
+        suffix = lambda name: name.rsplit("_", 1)[-1] if "_" in name else None  # noqa: E731 - "sup_1250" -> "1250"
+        candidates = [(a, arms[0]) for a in arms[1:]] + [("app", "mt"), ("app", "sup_250")] + [
+            (x, "app") for x in arms if x.startswith("app_")] + [  # and each step-count control's own pairs:
+            (x, f"sup_{suffix(x)}") for x in arms if suffix(x) and suffix(x).isdigit() and not x.startswith("sup")]
+        pairs = []
+        for a, b in candidates:  # each pair once, in one direction
+            if a in present and b in present and a != b and (a, b) not in pairs and (b, a) not in pairs:
+                pairs.append((a, b))
         lines += ["", "Paired per seed, mean foreground Dice (and the rare class, last column): first arm minus second, "
                   "per-seed differences; mean and 95 % t-interval", "",
                   "| labeled | pair | per seed | mean [95 % CI] | " + (f"{rare} mean [95 % CI] |" if rare else ""),
