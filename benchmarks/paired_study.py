@@ -71,8 +71,8 @@ def run_one(job: dict) -> dict:
     tail = iters[-max(1, len(iters) // 10):]
     losses = {k: statistics.mean(e["losses"][k] for e in tail) for k in tail[-1].get("losses", {})}
     return {**job.get("tags", {}), "arm": job["arm"], "seed": job["seed"], "mean_dice": s["mean"]["dice"],
-            "mean_hd95": s["mean"]["hd95"], "missed": s["mean"]["missed"], "dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
-            "seconds": secs, "final_losses": losses}
+            "mean_hd95": s["mean"]["hd95"], "missed": s["mean"]["missed"],
+            "dice": {c: r["dice"] for c, r in s.items() if c != "mean"}, "seconds": secs, "final_losses": losses}
 
 
 def table(results: list[dict], arms: list[str], seeds: list[int], title: str) -> str:

@@ -164,6 +164,8 @@ def test_a_disk_run_resumes_from_a_damaged_cache_as_a_memory_run_would(tmp_path,
     assert damaged  # the stopped run kept its cache for the resume
     train(cfg, resume=True, show_bar=False)  # an unreadable cache file would fail the first draw
     assert not (part / "cache").exists()
+    done = [e for e in read_events(part / "events.jsonl") if e["event"] == "done"][-1]
+    assert done["cache_freed_bytes"] > 128 * len(damaged)  # the emptied files were rewritten whole before removal
     a, b = _weights(full), _weights(part)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((part / "config.json").read_text())["cache"] == "disk"

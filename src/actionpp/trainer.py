@@ -262,8 +262,8 @@ class Trainer:
                 self._emit_val(events)
         model_path = self.out / "model.pt"
         if cfg.probe_steps:  # a timing probe: nothing saved, nothing scored, nothing cached left behind
-            freed = prune_cache(self.out / "cache") if cfg.cache == "disk" and self.dist.main else 0
-            events.emit("done", iteration=self.iteration, model="", val_dice=None, probe=True, cache_freed_bytes=freed)
+            events.emit("done", iteration=self.iteration, model="", val_dice=None, probe=True,
+                        cache_freed_bytes=self._drop_cache())
             return model_path
         events.emit("checkpoint", iteration=self.iteration, path=str(self.save_checkpoint()))
         if not self.dist.main:  # rank 0 scores and writes the model
@@ -273,11 +273,13 @@ class Trainer:
                    {"iterations": self.iteration, **meta, "class_volumes_ml": class_volumes_ml(
                        self.ds.labels, [(c.label, c.geometry.spacing) for c in self.ds.labeled]),
                     **({"parent": str(Path(cfg.init_from).resolve())} if cfg.init_from else {})})
-        # the run is complete: its cache (a float32 copy of the training volumes) is no longer needed
-        freed = prune_cache(self.out / "cache") if cfg.cache == "disk" else 0
         events.emit("done", iteration=self.iteration, model=str(model_path), val_dice=meta.get("val_dice"),
-                    cache_freed_bytes=freed)
+                    cache_freed_bytes=self._drop_cache())
         return model_path
+
+    def _drop_cache(self) -> int:
+        """At the end of a run: delete the disk cache (a float32 copy of the training volumes); bytes freed."""
+        return prune_cache(self.out / "cache") if self.cfg.cache == "disk" and self.dist.main else 0
 
     def _emit_val(self, events: EventLog) -> float:
         dice = self.validate(self.val_cases)

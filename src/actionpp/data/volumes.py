@@ -167,8 +167,9 @@ class VolumeStore:
     """The z-scored volumes (and labels) of a list of cases, kept as ``mode`` says (see the module docstring).
 
     ``take(i, z)`` returns case ``i``'s image ``(Z, Y, X)`` float32 (or slice ``z``, ``(Y, X)``) and its label in its
-    stored integer dtype (None when unlabeled or ``with_labels`` is False); treat both as read-only. The store pickles small in ``disk`` and ``none`` modes (file
-    names, or cases that read themselves): worker processes open the files themselves, one draw at a time.
+    stored integer dtype (None when unlabeled or ``with_labels`` is False); treat both as read-only. The store
+    pickles small in ``disk`` and ``none`` modes (file names, or cases that read themselves): worker processes open
+    the files themselves, one draw at a time.
     """
 
     def __init__(self, cases: Sequence[Case], mode: str = "memory", folder: str | Path | None = None,
