@@ -23,6 +23,7 @@ import torch
 from actionpp.config import Config
 from actionpp.data.layout import load_dataset
 from actionpp.data.phantoms import make_phantoms
+from actionpp.losses.ascl import QueueLogSumExp
 from actionpp.trainer import Trainer
 
 VARIANTS = {"supervised": {}, "mean-teacher": {}, "action": {}, "actionpp": {},
@@ -30,6 +31,41 @@ VARIANTS = {"supervised": {}, "mean-teacher": {}, "action": {}, "actionpp": {},
             # half the ASCL anchors and half the queue (4x cheaper queue products); the ablation study measures Dice
             "actionpp/small": {"method": "actionpp", "ascl_anchors_per_class": 128, "ascl_queue": 6144},
             "actionpp/fullres": {"method": "actionpp", "head_full_res": True}}
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def print_floor(trainer: Trainer, batch: dict, repeats: int, base: float) -> None:
+    """The extra work ASCL needs by design, each timed alone, as a fraction of the mean-teacher step ``base`` (s).
+
+    The teacher's no-grad pass over the labeled half (its features are ASCL's targets and queue entries) and the
+    queue log-sum-exp over ``N = anchors per class x classes`` rows (the most a step samples) and the whole ``K``-entry queue, in float32.
+    """
+    learner, cfg = trainer.learner, trainer.cfg
+    with torch.no_grad():
+        teacher_ms = _median_ms(lambda: learner.teacher(batch["l_image"]), repeats)
+    ascl = learner.ascl
+    n, k, d = cfg.ascl_anchors_per_class * ascl.num_classes, ascl.queue_size, ascl.dim
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1) / 0.1
+    memory = torch.nn.functional.normalize(torch.randn(k, d, generator=g), dim=1)
+
+    def lse() -> None:
+        xg = x.clone().requires_grad_()
+        QueueLogSumExp.apply(xg, memory, torch.zeros(k), 10.0, torch.float32).sum().backward()
+
+    lse_ms = _median_ms(lse, repeats)
+    print(f"\nfloor (each alone, median of {repeats}, float32): teacher pass over the labeled half {teacher_ms:.0f} ms "
+          f"({teacher_ms / 1000 / base:.2f}x of a mean-teacher step); queue log-sum-exp {n} x {k} x {d} "
+          f"{lse_ms:.0f} ms ({lse_ms / 1000 / base:.2f}x)")
 
 
 def main() -> None:
@@ -41,6 +77,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps per method first")
     ap.add_argument("--dense", action="store_true", help="also time the losses against the dense reference")
+    ap.add_argument("--floor", action="store_true",
+                    help="also time alone the two costs ACTION++'s design adds: the teacher's pass over the labeled "
+                         "half and ASCL's queue log-sum-exp at the run's sizes (forward + backward, float32)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     tmp = Path(tempfile.mkdtemp())
@@ -79,6 +118,8 @@ def main() -> None:
         med = statistics.median(times[name])
         paired = statistics.median(t / b for t, b in zip(times[name], times["mean-teacher"]))
         print(f"{name:<15}{med:>10.3f}{med / base:>17.2f}x{paired:>13.2f}x")
+    if a.floor:
+        print_floor(trainers["actionpp/fp32"], batch, a.repeats, base)
     if a.dense:
         import sys
 

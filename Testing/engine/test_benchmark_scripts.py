@@ -82,3 +82,20 @@ def test_draw_memory_3d_reports_both_variants(tmp_path):
     rows = {r.split("|")[1].strip(): [float(v) for v in r.split("|")[2:5]] for r in out.read_text().splitlines()
             if r.startswith("| mapped") or r.startswith("| copied")}
     assert set(rows) == {"mapped", "copied"} and all(v[0] > 0 and v[1] > 0 for v in rows.values())
+
+
+def test_step_cost_times_every_variant_and_the_floor():
+    """benchmarks/step_cost.py on 32 x 32 patches: one row per variant against mean-teacher, and the two costs of
+    ACTION++'s design timed alone (the teacher's pass over the labeled half is cheaper than a whole step)."""
+    done = subprocess.run([sys.executable, str(SCRIPT.parent / "step_cost.py"), "--patch", "32", "32", "--batch", "2",
+                           "--repeats", "1", "--warmup", "1", "--threads", "1", "--floor"], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()
+            if line.split() and line.split()[0] in ("supervised", "mean-teacher", "action", "actionpp",
+                                                    "actionpp/fp32", "actionpp/small", "actionpp/fullres")}
+    assert len(rows) == 7 and rows["mean-teacher"][1] == "1.00x"
+    assert all(float(v[0]) > 0 for v in rows.values())
+    floor = done.stdout.split("floor (")[1]
+    teacher = float(floor.split("labeled half ")[1].split(" ms (")[1].split("x")[0])
+    assert 0 < teacher < 1 and "1280 x 12288 x 128" in floor
