@@ -47,7 +47,8 @@ def print_floor(trainer: Trainer, batch: dict, repeats: int, base: float) -> Non
     """The extra work ASCL needs by design, each timed alone, as a fraction of the mean-teacher step ``base`` (s).
 
     The teacher's no-grad pass over the labeled half (its features are ASCL's targets and queue entries) and the
-    queue log-sum-exp over ``N = anchors per class x classes`` rows (the most a step samples) and the whole ``K``-entry queue, in float32.
+    queue log-sum-exp over ``N = anchors per class x classes`` rows (the most a step samples) and the whole
+    ``K``-entry queue, in float32.
     """
     learner, cfg = trainer.learner, trainer.cfg
     with torch.no_grad():

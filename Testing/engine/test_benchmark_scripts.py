@@ -72,7 +72,7 @@ def test_label_efficiency_keeps_n_labels_tabulates_pairs_and_plots(tmp_path):
 
 
 def test_draw_memory_3d_reports_both_variants(tmp_path):
-    """benchmarks/draw_memory_3d.py on a small volume: both variants measured, each in its own process. (The
+    """benchmarks/draw_memory_3d.py on a small volume: every variant measured, each in its own process. (The
     difference it exists to show needs a volume larger than the draw's own transient arrays: see its results.)"""
     out = tmp_path / "draw.md"
     done = subprocess.run([sys.executable, str(SCRIPT.parent / "draw_memory_3d.py"), "--size", "24", "128", "128",
@@ -80,8 +80,8 @@ def test_draw_memory_3d_reports_both_variants(tmp_path):
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout + done.stderr
     rows = {r.split("|")[1].strip(): [float(v) for v in r.split("|")[2:5]] for r in out.read_text().splitlines()
-            if r.startswith("| mapped") or r.startswith("| copied")}
-    assert set(rows) == {"mapped", "copied"} and all(v[0] > 0 and v[1] > 0 for v in rows.values())
+            if r.startswith(("| mapped", "| copied", "| searched"))}
+    assert set(rows) == {"mapped", "copied", "searched"} and all(v[0] > 0 and v[1] > 0 for v in rows.values())
 
 
 def test_step_cost_times_every_variant_and_the_floor():
