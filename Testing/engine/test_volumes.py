@@ -213,7 +213,11 @@ def test_a_3d_disk_draw_maps_the_cache_file_instead_of_copying_it(tmp_path, phan
     store = VolumeStore(ds.labeled, "disk", tmp_path / "c")
     image, label = store.take(0)  # 3D: the crop reads only the patch's pages of this map
     assert isinstance(image, np.memmap) and image.flags.writeable  # copy-on-write: torch shares it, no warning
-    image[0, 0, 0] = 1e6  # a write stays private: the cache file is unchanged
-    assert store.take(0)[0][0, 0, 0] != 1e6
-    sliced, _ = store.take(0, 1)  # 2D: one slice copied out
+    assert isinstance(label, np.memmap) and label.flags.writeable and label.dtype == np.uint8  # the label too
+    before = int(label[0, 0, 0])
+    image[0, 0, 0], label[0, 0, 0] = 1e6, before + 1  # writes stay private: the cache files are unchanged
+    again = store.take(0)
+    assert again[0][0, 0, 0] != 1e6 and int(again[1][0, 0, 0]) == before
+    sliced, lab = store.take(0, 1)  # 2D: one slice copied out
     assert not isinstance(sliced, np.memmap) and sliced.flags.owndata and sliced.shape == image.shape[1:]
+    assert not isinstance(lab, np.memmap) and lab.flags.owndata and lab.shape == label.shape[1:]

@@ -219,17 +219,16 @@ class VolumeStore:
             image_file, label_file = self._files[i]
             # copy-on-write map: private and writable, so torch shares it without a copy; pages are read on access
             image = np.load(image_file, mmap_mode="c")
-            label = np.load(label_file, mmap_mode="r") if label_file is not None else None
+            label = np.load(label_file, mmap_mode="c") if label_file is not None else None
         else:
             image, label = self._cases[i].arrays()
             image, label = normalize(image), label if self.with_labels else None
         if z is not None:
             image, label = image[z], None if label is None else label[z]
-        if self.mode == "disk":  # the map closes when the last array using it goes out of scope
-            if z is not None:  # 2D: copy the slice out (only its pages are read)
-                image = np.array(image, dtype=np.float32)
-            # 3D: the map itself; the crop reads only the patch's pages (the label is read whole: the crop's
-            # foreground/background choice needs all of it)
+        if self.mode == "disk" and z is not None:  # the map closes when the last array using it goes out of scope
+            # 2D: copy the slice out (only its pages are read). 3D: the maps themselves; the crop reads only the
+            # patch's pages (the label is read whole once per case, when loaders.CropIndices lists its foreground)
+            image = np.array(image, dtype=np.float32)
             label = None if label is None else np.array(label)
         # the label keeps its stored dtype (uint8 for most): the sampler widens only the patch, never the volume
         return image, label
