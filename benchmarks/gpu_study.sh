@@ -5,10 +5,13 @@
 #   bash benchmarks/gpu_study.sh                          # phantom variants (below)
 #   STUDY=label_efficiency bash benchmarks/gpu_study.sh   # benchmarks/label_efficiency.py --preset gpu (not yet timed
 #                                                         # on a GPU: set ITS1 lower if 8 minutes are all there is)
+#   STUDY=label_efficiency MATCHED=1 SEEDS="0 1 2 3 4" bash benchmarks/gpu_study.sh
+#       # the same with every arm given ACTION++'s optimiser steps (its pre-training + ITS1), as the CPU study at 1000
+#       # iterations (benchmarks/README.md, "Five times longer, step-matched"); KINDS="atrium" LABELED="2" narrow it
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_study_out}
-mkdir -p "$OUT"
+mkdir -p "$OUT" "${STUDY_ROOT:-/tmp}"
 [ -n "${SKIP_INSTALL:-}" ] || [ -d /tmp/site/monai ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=1 PYTHONUNBUFFERED=1
 { nvidia-smi -L; ${PY:-python3} -c "import torch, monai; print('torch', torch.__version__, 'monai', monai.__version__, \
@@ -16,8 +19,17 @@ export PYTHONPATH=/tmp/site:$PWD/src${PYTHONPATH:+:$PYTHONPATH} OMP_NUM_THREADS=
 cat "$OUT/env.txt"
 if [ "${STUDY:-variants}" = label_efficiency ]; then  # STUDY=label_efficiency: the label-efficiency study, GPU preset
   t0=$SECONDS
+  LE_ARMS=()
+  if [ -n "${MATCHED:-}" ]; then  # step-matched: ACTION++'s default pre-training steps + its iterations, from Config
+    its=${ITS1:-1000}
+    steps=$(${PY:-python3} -c "from actionpp.config import Config; print(Config(method='actionpp', iterations=$its).pretrain_iterations + $its)") || exit 1
+    LE_ARMS=(--arm app=actionpp --arm sup_$steps=supervised,iterations=$steps --arm mt_$steps=mean-teacher,iterations=$steps
+             --arm app_nopre_$steps=actionpp,pretrain_iterations=0,iterations=$steps)
+  fi
   ${PY:-python3} benchmarks/label_efficiency.py --out ${STUDY_ROOT:-/tmp}/le --preset gpu --device ${DEVICE:-cuda} \
-      --jobs ${JOBS:-16} ${ITS1:+--iterations $ITS1} > ${STUDY_ROOT:-/tmp}/log_le.txt 2>&1
+      --jobs ${JOBS:-16} ${ITS1:+--iterations $ITS1} ${SEEDS:+--seeds $SEEDS} ${KINDS:+--kinds $KINDS} \
+      ${LABELED:+--labeled $LABELED} "${LE_ARMS[@]}" \
+      > ${STUDY_ROOT:-/tmp}/log_le.txt 2>&1
   cp ${STUDY_ROOT:-/tmp}/le/results.md ${STUDY_ROOT:-/tmp}/le/results.json ${STUDY_ROOT:-/tmp}/le/label_efficiency.png \
       "$OUT"/ 2>/dev/null
   echo "== label_efficiency: $((SECONDS - t0)) s"; tail -c 6000 ${STUDY_ROOT:-/tmp}/log_le.txt
