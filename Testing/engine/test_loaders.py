@@ -82,9 +82,13 @@ def test_3d_crops_from_cached_indices_equal_monai_searching_the_label_each_draw(
     fast = IterationBatches(cfg, [_case(n, v) for n, v in labels.items()], [])
     slow = IterationBatches(cfg, [_case(n, v, np.int64) for n, v in labels.items()], [])
     slow.aug_l = _weak_augment(slow.patch, ["image", "label"], pos_neg=True)  # no CropIndices: MONAI searches
+    tight = IterationBatches(cfg, [_case(n, v) for n, v in labels.items()], [])
+    tight.aug_l.transforms[1].max_bytes = 3000  # room for about one case's indices: the others are dropped, found again
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # MONAI warns that the empty and full cases cannot be balanced (both paths)
         for it in range(12):
-            a, b = fast[it], slow[it]
-            assert all(torch.equal(a[k], b[k]) for k in a), it
+            a, b, c = fast[it], slow[it], tight[it]
+            assert all(torch.equal(a[k], b[k]) and torch.equal(c[k], b[k]) for k in a), it
     assert set(fast.aug_l.transforms[1].cache) == {0, 1, 2, 3}  # every case drawn, its indices kept
+    kept = tight.aug_l.transforms[1].cache
+    assert len(kept) < 4 and sum(2 * fg.nbytes for fg, _ in kept.values()) <= 3000

@@ -66,10 +66,12 @@ class CropIndices:
     Foreground as MONAI's ``map_binary_to_indices`` without an image: the flat indices of nonzero voxels of the
     ``(1, *S)`` label, int32 when the volume allows (4 bytes per foreground voxel, the background costs nothing). The
     label must be the one the crop sees (after any padding): place this right before the crop. Each data-loading
-    worker keeps its own copy.
+    worker keeps its own copy, at most ``max_bytes`` of indices: past that the cases seen longest ago are dropped and
+    found again when drawn (``np.flatnonzero``, still a fraction of MONAI's search).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
+        self.max_bytes = int(max_bytes)
         self.cache: dict[int, tuple[np.ndarray, ComplementIndices]] = {}
 
     def __call__(self, data: dict) -> dict:
@@ -78,6 +80,11 @@ class CropIndices:
         if case not in self.cache:
             flat = np.asarray(d["label"]).reshape(-1)
             fg = np.flatnonzero(flat).astype(np.int32 if flat.size < 2**31 else np.int64)
+            held = 2 * fg.nbytes  # the foreground and the complement's gaps
+            for old in list(self.cache):
+                if held + sum(2 * f.nbytes for f, _ in self.cache.values()) <= self.max_bytes:
+                    break
+                del self.cache[old]
             self.cache[case] = (fg, ComplementIndices(fg, flat.size))
         d["fg_indices"], d["bg_indices"] = self.cache[case]
         return d
