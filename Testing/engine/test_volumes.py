@@ -77,8 +77,9 @@ def test_disk_cache_lies_in_the_run_folder_and_dataset_is_untouched(tmp_path, ph
     assert not (out / "cache").exists()
 
 
-def test_workers_read_the_memory_mapped_cache_and_give_the_same_batches(tmp_path, tiny_dataset):
-    cfg = tiny_config(tmp_path)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_workers_read_the_memory_mapped_cache_and_give_the_same_batches(tmp_path, tiny_dataset, dims):
+    cfg = tiny_config(tmp_path, dims=dims)  # 3D: mapped labels and CropIndices in the worker processes
     held = IterationBatches(cfg, tiny_dataset.labeled, tiny_dataset.unlabeled)
     disk = IterationBatches(cfg, VolumeStore(tiny_dataset.labeled, "disk", tmp_path / "c"),
                             VolumeStore(tiny_dataset.unlabeled, "disk", tmp_path / "c", with_labels=False))
