@@ -93,7 +93,7 @@ def test_gradients_are_averaged_as_one_process_computing_both_batches(tmp_path):
         loss, _ = reference.learner(batches[0], 0, torch.Generator().manual_seed(seed))
         reference.learner.zero_grad()
         loss.backward()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         for name, p in reference.learner.student.named_parameters():
             if p.grad is not None:
                 grads[name] = grads.get(name, 0) + p.grad / 2
