@@ -80,11 +80,9 @@ class CropIndices:
         if case not in self.cache:
             flat = np.asarray(d["label"]).reshape(-1)
             fg = np.flatnonzero(flat).astype(np.int32 if flat.size < 2**31 else np.int64)
-            held = 2 * fg.nbytes  # the foreground and the complement's gaps
-            for old in list(self.cache):
-                if held + sum(2 * f.nbytes for f, _ in self.cache.values()) <= self.max_bytes:
-                    break
-                del self.cache[old]
+            held = lambda: sum(2 * f.nbytes for f, _ in self.cache.values())  # noqa: E731 - foreground + gaps
+            while self.cache and 2 * fg.nbytes + held() > self.max_bytes:
+                del self.cache[next(iter(self.cache))]  # the case seen longest ago
             self.cache[case] = (fg, ComplementIndices(fg, flat.size))
         d["fg_indices"], d["bg_indices"] = self.cache[case]
         return d
