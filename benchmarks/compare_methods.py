@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from actionpp.data.phantoms import make_phantoms
 from actionpp.evaluate import evaluate_paths
 from actionpp.inference import predict_paths
 from actionpp.trainer import Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_study import t_interval  # noqa: E402
 
 
 def main() -> None:
@@ -89,8 +93,34 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
             lines.append(f"| {m} | {avg('mean_dice'):.4f} | {avg('rare_dice'):.4f} | {avg('mean_hd95_mm'):.2f} | "
                          f"{sum(r.get('missed', 0) for r in rows)} ({sum(r.get('rare_missed', 0) for r in rows)}) | "
                          f"{avg('seconds'):.0f} |")
+    lines += paired_lines(results, a.methods, a.seeds, rare)
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def paired_lines(results: dict, methods: list[str], seeds: list[int], rare: str) -> list[str]:
+    """Each method minus the first (and actionpp minus mean-teacher), per seed, for mean foreground Dice and the
+    rare class: the differences, their mean and its 95 % t-interval."""
+    pairs = [(m, methods[0]) for m in methods[1:]]
+    if {"actionpp", "mean-teacher"} <= set(methods) and methods[0] != "mean-teacher":
+        pairs.append(("actionpp", "mean-teacher"))
+    lines: list[str] = []
+    for m, ref in pairs:
+        both = [s for s in seeds if f"{m}/seed{s}" in results and f"{ref}/seed{s}" in results]
+        if not both:
+            continue
+        if not lines:
+            lines = ["", "Paired per seed, first method minus second (mean and 95 % t-interval over seeds):", "",
+                     "| pair | mean fg Dice per seed | mean [95 % CI] | rare-class Dice per seed | mean [95 % CI] |",
+                     "|---|---|---|---|---|"]
+        row = f"| {m} - {ref} |"
+        for key in ("mean_dice", "rare_dice"):
+            d = [results[f"{m}/seed{s}"][key] - results[f"{ref}/seed{s}"][key] for s in both]
+            mean, half = t_interval(d)
+            ci = f"[{mean - half:+.3f}, {mean + half:+.3f}]" if len(d) > 1 else "(one seed)"
+            row += f" {', '.join(f'{x:+.3f}' for x in d)} | {mean:+.3f} {ci} |"
+        lines.append(row)
+    return lines
 
 
 if __name__ == "__main__":

@@ -99,3 +99,24 @@ def test_step_cost_times_every_variant_and_the_floor():
     floor = done.stdout.split("floor (")[1]
     teacher = float(floor.split("labeled half ")[1].split(" ms (")[1].split("x")[0])
     assert 0 < teacher < 1 and "1280 x 12288 x 128" in floor
+
+
+def test_compare_methods_pairs_each_method_with_the_first_per_seed():
+    """compare_methods' paired table: per-seed differences against the first method (and actionpp against
+    mean-teacher), their mean and the 95 % t-interval (t = 4.30 for 3 seeds); a seed one side lacks is left out."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import paired_lines
+
+    sup = {0: 0.5, 1: 0.6, 2: 0.7}
+    results = {f"supervised/seed{s}": {"mean_dice": v, "rare_dice": v / 2} for s, v in sup.items()}
+    results |= {f"actionpp/seed{s}": {"mean_dice": v + 0.1 * (s + 1), "rare_dice": v / 2} for s, v in sup.items()}
+    results |= {f"mean-teacher/seed{s}": {"mean_dice": v, "rare_dice": v / 2 + 0.05} for s, v in sup.items() if s}
+    rows = {r.split(" |")[0][2:]: r for r in paired_lines(results, ["supervised", "mean-teacher", "actionpp"],
+                                                            [0, 1, 2], "PAP") if r.startswith("| ") and " - " in r}
+    half = 4.30 * 0.1 / 3 ** 0.5  # differences 0.1, 0.2, 0.3: standard deviation 0.1
+    assert rows["actionpp - supervised"] == (f"| actionpp - supervised | +0.100, +0.200, +0.300 | +0.200 "
+                                             f"[{0.2 - half:+.3f}, {0.2 + half:+.3f}] | +0.000, +0.000, +0.000 | "
+                                             "+0.000 [+0.000, +0.000] |")
+    assert rows["mean-teacher - supervised"].startswith("| mean-teacher - supervised | +0.000, +0.000 | ")
+    assert "| +0.050, +0.050 | +0.050 [+0.050, +0.050] |" in rows["mean-teacher - supervised"]
+    assert rows["actionpp - mean-teacher"].startswith("| actionpp - mean-teacher | +0.200, +0.300 | +0.250 ")
