@@ -14,7 +14,6 @@ Work folder layout (everything the module writes)::
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import json
@@ -22,54 +21,7 @@ import shutil
 
 from . import dependencies, devices, engine, export, jobs, mrml, prediction, registry
 from .jobs import SLOTS, TrainingJob, TrainingSettings
-
-
-@dataclass
-class TrainingStatus:
-    """What one poll of the training job tells the GUI."""
-
-    state: str
-    progress: jobs.Progress
-    curves: jobs.Curves
-    newLog: str
-    runDir: Path
-    errorMessage: str = ""
-    logTail: str = ""
-    resumable: bool = False
-
-
-@dataclass
-class Estimate:
-    """A training's expected duration, from a few timed steps of each stage on the real data and device:
-    ``seconds = secondsPerIteration * iterations + pretrainSecondsPerIteration * pretrainIterations``."""
-
-    secondsPerIteration: float
-    iterations: int
-    device: str
-    pretrainSecondsPerIteration: float = 0.0
-    pretrainIterations: int = 0
-
-    @property
-    def seconds(self) -> float:
-        return self.secondsPerIteration * self.iterations + self.pretrainSecondsPerIteration * self.pretrainIterations
-
-    def describe(self) -> str:
-        steps = f"{self.iterations} iterations"
-        pace = f"{self.secondsPerIteration:.2f} s per iteration"
-        if self.pretrainIterations:
-            steps = f"{self.pretrainIterations} pre-training steps and {steps}"
-            pace = f"{self.pretrainSecondsPerIteration:.2f} s per pre-training step, {pace}"
-        return f"about {jobs.formatDuration(self.seconds)} for {steps} on {self.device} ({pace}, timed on your data)"
-
-
-@dataclass
-class SegmentationStatus:
-    state: str
-    segmentation: object = None
-    errorMessage: str = ""
-    logTail: str = ""
-    uncertainty: object = None
-    """The uncertainty map (scalar volume node, 0..1) when asked for."""
+from .status import Estimate, SegmentationStatus, TrainingStatus
 
 
 def _stamp(parent: Path, suffix: str = "") -> Path:
@@ -421,21 +373,8 @@ class ModuleLogic:
         return mrml.segmentEditorNode(self.scene)
 
     def createLabelsFor(self, volume, like=None):
-        """A new, empty segmentation on ``volume`` (reference geometry set, as the Segment Editor makes it), beside
-        it in the subject hierarchy: what *Label next* opens in the Segment Editor.
-
-        ``like`` (another case's labels): the new segmentation gets the same segments (IDs, names, colours), empty,
-        so what is painted there labels the dataset's classes."""
-        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
-                                            mrml.uniqueName(self.scene, f"{volume.GetName()} segmentation"))
-        node.CreateDefaultDisplayNodes()
-        node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-        if like is not None:
-            source, target = like.GetSegmentation(), node.GetSegmentation()
-            for segmentId, name in mrml.segmentNames(like):
-                target.AddEmptySegment(segmentId, name, source.GetSegment(segmentId).GetColor())
-        mrml.placeBeside(node, volume)
-        return node
+        """A new, empty segmentation on ``volume`` for *Label next* (see :func:`mrml.newSegmentationFor`)."""
+        return mrml.newSegmentationFor(self.scene, volume, like)
 
     def cancelSegmentation(self) -> None:
         if self._prediction is not None:

@@ -137,6 +137,23 @@ def uniqueName(scene, base: str) -> str:
     return f"{base}_{i}"
 
 
+def newSegmentationFor(scene, volume, like=None):
+    """A new, empty segmentation node on ``volume`` (reference geometry set, as the Segment Editor makes one), named
+    ``<volume> segmentation`` (made unique) and placed beside the volume in the subject hierarchy.
+
+    ``like`` (another case's segmentation): the new one gets the same segments (IDs, names, colours), empty, so
+    what is painted there labels the dataset's classes."""
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", uniqueName(scene, f"{volume.GetName()} segmentation"))
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+    if like is not None:
+        source, target = like.GetSegmentation(), node.GetSegmentation()
+        for segmentId, name in segmentNames(like):
+            target.AddEmptySegment(segmentId, name, source.GetSegment(segmentId).GetColor())
+    placeBeside(node, volume)
+    return node
+
+
 def safeFileStem(name: str) -> str:
     """A node name turned into a portable file stem (letters, digits, ``-`` and ``_``)."""
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_")
