@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from actionpp.data import phantom_fields as pf
 from actionpp.data import phantom_variants as pv
 from actionpp.data.io import IMAGE_SUFFIXES, DataError, Geometry, write_image
 from actionpp.data.phantom_variants import Variant
@@ -35,54 +36,6 @@ KINDS = ("cardiac", "atrium")
 DEFAULT_SIZE = {"cardiac": (10, 128, 128), "atrium": (48, 64, 64)}
 CARDIAC_LABELS = {"background": 0, "RV": 1, "MYO": 2, "LV": 3, "PAP": 4}
 ATRIUM_LABELS = {"background": 0, "LA": 1}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# shared pieces
-# ----------------------------------------------------------------------------------------------------------------
-def _grid(shape: Sequence[int], spacing_zyx: Sequence[float]) -> list[np.ndarray]:
-    """Broadcastable physical coordinates (mm) of voxel centres, centred on the volume: ``[z, y, x]``."""
-    out = []
-    for axis, (n, s) in enumerate(zip(shape, spacing_zyx)):
-        v = (np.arange(n, dtype=np.float32) + 0.5 - n / 2.0) * np.float32(s)
-        sh = [1, 1, 1]
-        sh[axis] = n
-        out.append(v.reshape(sh))
-    return out
-
-
-def _bias_field(rng: np.random.Generator, z: np.ndarray, y: np.ndarray, x: np.ndarray, half: Sequence[float],
-                strength: float) -> np.ndarray:
-    """Smooth multiplicative field ``exp(sum of random low-order polynomial terms)`` over normalised coordinates."""
-    zn, yn, xn = z / np.float32(max(half[0], 1e-3)), y / np.float32(half[1]), x / np.float32(half[2])
-    c = rng.uniform(-strength, strength, 7).astype(np.float32)
-    log = c[0] * xn + c[1] * yn + c[2] * zn + c[3] * xn * xn + c[4] * yn * yn + c[5] * xn * yn + c[6] * zn * zn
-    return np.exp(log)
-
-
-def _smooth_noise(rng: np.random.Generator, coords: Sequence[np.ndarray], waves: int, wavelength: tuple[float, float]
-                  ) -> np.ndarray:
-    """Smooth random field in [-1, 1]: a sum of ``waves`` random plane sinusoids (wavelengths in mm)."""
-    total = np.zeros(np.broadcast_shapes(*(c.shape for c in coords)), dtype=np.float32)
-    for _ in range(waves):
-        d = rng.normal(size=len(coords))
-        d /= np.linalg.norm(d) + 1e-9
-        k = 2 * math.pi / rng.uniform(*wavelength)
-        phase = sum(np.float32(k * di) * c for di, c in zip(d, coords))
-        total += np.sin(phase + np.float32(rng.uniform(0, 2 * math.pi)))
-    return total / np.float32(max(waves, 1))
-
-
-def _rician(rng: np.random.Generator, img: np.ndarray, sigma: float) -> np.ndarray:
-    """Magnitude of the image plus complex Gaussian noise (Rician): ``sqrt((I + n1)^2 + n2^2)``."""
-    n1 = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma)
-    n2 = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma)
-    return np.sqrt((img + n1) ** 2 + n2 ** 2)
-
-
-def _rot(u: np.ndarray, v: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
-    c, s = np.float32(math.cos(angle)), np.float32(math.sin(angle))
-    return c * u + s * v, -s * u + c * v
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -110,7 +63,7 @@ def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["c
     if variant is not None and variant.spacing is not None:
         s_in, s_z = variant.spacing
     sx, sy, sz = s_in * d0[2] / X, s_in * d0[1] / Y, s_z * d0[0] / Z
-    z, y, x = _grid((Z, Y, X), (sz, sy, sx))
+    z, y, x = pf.grid((Z, Y, X), (sz, sy, sx))
     vrng = vrng if vrng is not None else np.random.default_rng(0)
     angle = pv.rotation(variant, vrng)
     x, y = pv.rotate_plane(x, y, angle)
@@ -141,7 +94,7 @@ def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["c
     ecc, orient = rng.uniform(0.0, 0.15), rng.uniform(0, math.pi)
     cx = rng.uniform(-12, 12) + rng.uniform(-8, 8) * t
     cy = rng.uniform(-12, 6) + rng.uniform(-8, 8) * t
-    u, v = _rot(x - cx, y - cy, orient)
+    u, v = pv.rotate_plane(x - cx, y - cy, orient)
     theta = np.arctan2(v, u)
     harm = 1.0 + sum(np.float32(rng.uniform(0, 0.05)) * np.cos(k * theta + np.float32(rng.uniform(0, 2 * math.pi)))
                      for k in (2, 3))
@@ -155,7 +108,7 @@ def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["c
     t_rv = t_apex * rng.uniform(0.75, 0.9)
     f_rv = np.sqrt(np.clip(1.0 - (t / np.float32(t_rv)) ** 2, 0.0, 1.0)).astype(np.float32)
     d_rv = (r0 + w) * rng.uniform(0.75, 0.95)
-    ru, rv_ = _rot(x - (cx + d_rv * math.cos(psi)), y - (cy + d_rv * math.sin(psi)), psi)
+    ru, rv_ = pv.rotate_plane(x - (cx + d_rv * math.cos(psi)), y - (cy + d_rv * math.sin(psi)), psi)
     rad, tan = (r0 + w) * rng.uniform(0.75, 0.95) * f_rv + 1e-3, (r0 + w) * rng.uniform(1.35, 1.6) * f_rv + 1e-3
     rho_rv = np.sqrt((ru / rad) ** 2 + (rv_ / tan) ** 2)
     rv = (rho_rv <= 1.0) & ~outer
@@ -213,8 +166,8 @@ def cardiac_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["c
     img[label == 3] = lvl(0.92, tissue="LV")
     img[label == 4] = lvl(0.34, tissue="PAP")
     img = pv.apply_gamma(gaussian_filter(img, sigma=(0, 0.7, 0.7), mode="nearest"), variant, vrng)
-    img *= _bias_field(rng, z, y, x, (Z * sz / 2, Y * sy / 2, X * sx / 2), 0.25)
-    img = _rician(rng, img, rng.uniform(0.02, 0.05)) * np.float32(rng.uniform(150, 400))
+    img *= pf.bias_field(rng, z, y, x, (Z * sz / 2, Y * sy / 2, X * sx / 2), 0.25)
+    img = pf.rician(rng, img, rng.uniform(0.02, 0.05)) * np.float32(rng.uniform(150, 400))
 
     origin = (-X * sx / 2 + rng.uniform(-30, 30), -Y * sy / 2 + rng.uniform(-30, 30), rng.uniform(-60, 40))
     geometry = Geometry.from_shape((Z, Y, X), (sx, sy, sz), origin, pv.direction(angle))
@@ -251,17 +204,17 @@ def atrium_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["at
     Z, Y, X = (int(s) for s in size)
     d0 = DEFAULT_SIZE["atrium"]
     sz, sy, sx = d0[0] / Z, d0[1] / Y, d0[2] / X
-    z, y, x = _grid((Z, Y, X), (sz, sy, sx))
+    z, y, x = pf.grid((Z, Y, X), (sz, sy, sx))
     half = np.array([Z * sz, Y * sy, X * sx], dtype=np.float64) / 2
 
     # LA body: ellipsoid with a smooth-noise surface
     c = rng.uniform(-3, 3, 3) + np.array([0.0, -2.0, 0.0])
     axes = np.array([rng.uniform(9, 12), rng.uniform(11, 15), rng.uniform(13, 18)])
     yaw = rng.uniform(-0.5, 0.5)
-    u, v = _rot(x - np.float32(c[2]), y - np.float32(c[1]), yaw)
+    u, v = pv.rotate_plane(x - np.float32(c[2]), y - np.float32(c[1]), yaw)
     w = z - np.float32(c[0])
     rho = np.sqrt((w / axes[0]) ** 2 + (v / axes[1]) ** 2 + (u / axes[2]) ** 2)
-    noise = _smooth_noise(rng, (z, y, x), waves=6, wavelength=(12.0, 30.0))
+    noise = pf.smooth_noise(rng, (z, y, x), waves=6, wavelength=(12.0, 30.0))
     la = rho <= 1.0 + 0.18 * noise
 
     # pulmonary veins: 2-4 thin, bent tubes leaving the posterior-lateral surface
@@ -293,7 +246,7 @@ def atrium_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["at
     def lvl(mean: float, jitter: float = 0.06) -> np.float32:
         return np.float32(mean + rng.uniform(-jitter, jitter))
 
-    texture = _smooth_noise(rng, (z, y, x), waves=5, wavelength=(6.0, 20.0))
+    texture = pf.smooth_noise(rng, (z, y, x), waves=5, wavelength=(6.0, 20.0))
     img = lvl(0.35) + np.float32(0.06) * texture
     img = np.broadcast_to(img, (Z, Y, X)).astype(np.float32)
     img[np.broadcast_to(lungs, img.shape)] = lvl(0.08, 0.03)
@@ -302,8 +255,8 @@ def atrium_case(rng: np.random.Generator, size: Sequence[int] = DEFAULT_SIZE["at
     img[atrial_wall] = lvl(0.22)
     img[la] = lvl(0.8)
     img = gaussian_filter(img, sigma=0.6, mode="nearest")
-    img *= _bias_field(rng, z, y, x, tuple(half), 0.3)
-    img = _rician(rng, img, rng.uniform(0.03, 0.07))
+    img *= pf.bias_field(rng, z, y, x, tuple(half), 0.3)
+    img = pf.rician(rng, img, rng.uniform(0.03, 0.07))
     img = (img - img.mean()) / np.float32(img.std() + 1e-6)
 
     label = la.astype(np.uint8)
