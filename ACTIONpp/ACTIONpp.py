@@ -2,8 +2,8 @@
 
 This file is kept thin: the module description, the parameter node kept with the scene, the widget that wires the
 ``.ui`` to the controllers in ``ACTIONppWidgets``, the logic (Slicer's logic class holding an
-``ACTIONppLogic.core.ModuleLogic``) and the in-app self-test. The training engine (``actionpp``, pure PyTorch/MONAI)
-always runs in a separate ``PythonSlicer`` process.
+``ACTIONppLogic.core.ModuleLogic``) and the in-app self-test (its cases in ``ACTIONppTesting``). The training
+engine (``actionpp``, pure PyTorch/MONAI) always runs in a separate ``PythonSlicer`` process.
 
 Note on names: the package ``ACTIONppLogic`` holds the non-GUI code; the class ``ACTIONppLogic`` defined below
 is the Slicer logic facade (Slicer's naming convention). The package is imported under other names first.
@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import qt
 import slicer
 import vtk
 from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
-                                           ScriptedLoadableModuleTest, ScriptedLoadableModuleWidget)
+                                           ScriptedLoadableModuleWidget)
 from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.util import VTKObservationMixin
 
@@ -49,6 +47,7 @@ _engine.ensureEngineOnPath()
 from ACTIONppLogic import core as _core  # noqa: E402
 from ACTIONppLogic import jobs as _jobs  # noqa: E402
 from ACTIONppLogic import mrml as _mrml  # noqa: E402
+from ACTIONppTesting import selftest as _selftest  # noqa: E402
 from ACTIONppWidgets import CurationPanel, Hooks, ReviewPanel, SegmentPanel, SettingsBinding, TrainingPanel  # noqa: E402
 
 SETTINGS_WORK_FOLDER = "ACTIONpp/WorkFolder"
@@ -381,98 +380,9 @@ class ACTIONppLogic(ScriptedLoadableModuleLogic):
 # Test (run in Slicer: Developer mode -> Reload and Test, or
 #   Slicer --no-main-window --python-code "import slicer.testing; slicer.testing.runUnitTest(['ACTIONpp'], 'ACTIONpp')")
 #
-class ACTIONppTest(ScriptedLoadableModuleTest):
-    """Synthetic volumes: export + curation + import always; a tiny training and segmentation when the engine's
-    dependencies are installed."""
+class ACTIONppTest(_selftest.SelfTest):
+    """The self-test's cases (ACTIONppTesting/selftest.py) on this module's logic class."""
 
-    def setUp(self):
-        slicer.mrmlScene.Clear()
-        self.workFolder = Path(tempfile.mkdtemp(prefix="ACTIONppTest-"))
-
-    def tearDown(self):
-        shutil.rmtree(self.workFolder, ignore_errors=True)  # the test's own folder: exported data, runs, models
-
-    def runTest(self):
-        for test in (self.test_ExportCurationImport, self.test_TrainAndSegment):
-            self.setUp()
-            try:
-                test()
-            finally:
-                self.tearDown()
-
-    def _scene(self, labeled=2, unlabeled=1):
-        import numpy as np
-
-        volumes, segmentations = [], []
-        yy, xx = np.mgrid[:32, :32]
-        for i in range(labeled + unlabeled):
-            rng = np.random.default_rng(i)
-            ring = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 80, (4, 32, 32)).copy()
-            core = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 20, (4, 32, 32)).copy()
-            image = (ring * 1.0 + core + rng.normal(0, 0.2, ring.shape)).astype(np.float32)
-            volume = slicer.util.addVolumeFromArray(image, name=f"ACTIONpp test {i}")
-            volume.SetSpacing(1.0, 1.0, 5.0)
-            volumes.append(volume)
-            if i < labeled:
-                segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"segmentation {i}")
-                segmentation.CreateDefaultDisplayNodes()
-                segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-                names = ["ring", "core"] if i % 2 == 0 else ["core", "ring"]  # order differs between volumes
-                for name in names:
-                    segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
-                    mask = (ring & ~core) if name == "ring" else core
-                    slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segmentId,
-                                                                     volume)
-                segmentations.append(segmentation)
-        return volumes, segmentations
-
-    def test_ExportCurationImport(self):
-        import numpy as np
-        import SimpleITK as sitk
-
-        self.delayDisplay("Export, curation check and import")
-        volumes, segmentations = self._scene()
-        logic = ACTIONppLogic(workFolder=self.workFolder)
-        cases = [(v, logic.guessSegmentation(v)) for v in volumes]
-        self.assertEqual([s.GetName() if s else None for _, s in cases], ["segmentation 0", "segmentation 1", None])
-        report = logic.checkCuration(cases)
-        self.assertTrue(report.canTrain, [p.message for p in report.problems])
-        self.assertEqual(report.classes, {"ring": 1, "core": 2})
-        result = logic.exportDataset(cases)
-        label = sitk.GetArrayFromImage(sitk.ReadImage(str(result.folder / "labelsTr" / "ACTIONpp_test_1.nrrd")))
-        ring = slicer.util.arrayFromSegmentBinaryLabelmap(segmentations[1], segmentations[1].GetSegmentation()
-                                                          .GetSegmentIdBySegmentName("ring"), volumes[1])
-        np.testing.assert_array_equal(label == 1, ring > 0)
-
-        bad = logic.checkCuration([(volumes[2], None)])
-        self.assertFalse(bad.canTrain)
-
-        from ACTIONppLogic import prediction
-
-        imported = prediction.importPrediction(result.folder / "labelsTr" / "ACTIONpp_test_0.nrrd",
-                                               result.labels, volumes[0], logic.context.segmentationsLogic)
-        seg = imported.GetSegmentation()
-        self.assertEqual([seg.GetNthSegment(i).GetName() for i in range(seg.GetNumberOfSegments())], ["ring", "core"])
-        self.assertTrue(seg.ContainsRepresentation("Closed surface"))
-        self.delayDisplay("Export, curation check and import passed")
-
-    def test_TrainAndSegment(self):
-        logic = ACTIONppLogic(workFolder=self.workFolder)
-        plan = logic.dependencyPlan()
-        if not plan.empty:
-            self.delayDisplay("Skipping training: " + plan.describe())
-            return
-        self.delayDisplay("Tiny training in a PythonSlicer process")
-        volumes, _ = self._scene()
-        cases = [(v, logic.guessSegmentation(v)) for v in volumes]
-        settings = _jobs.TrainingSettings(method="actionpp", iterations=6, device="cpu", checkpointEvery=3,
-                                          extraArgs=["--patch", "32", "32", "--batch-labeled", "2",
-                                                     "--batch-unlabeled", "1", "--channels", "8", "16"])
-        job = logic.startTraining(cases, settings, waitForCompletion=True)
-        self.assertEqual(job.state, _jobs.FINISHED, job.logTail())
-        models, _ = logic.listModels()
-        self.assertEqual(models[0].path, job.runDir)
-        segmentation = logic.segment(volumes[2], models[0], device="cpu", waitForCompletion=True)
-        self.assertEqual(segmentation.GetSegmentation().GetNumberOfSegments(), 2)
-        logging.info(f"ACTIONpp self-test: {segmentation.GetName()} created from {job.runDir}")
-        self.delayDisplay("Training and segmentation passed")
+    @staticmethod
+    def makeLogic(workFolder) -> ACTIONppLogic:
+        return ACTIONppLogic(workFolder=workFolder)

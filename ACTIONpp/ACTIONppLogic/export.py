@@ -227,7 +227,8 @@ def checkCuration(cases) -> CurationReport:
     """Check a selection of ``(volume, segmentation or None)`` and list every problem found.
 
     Errors: nothing selected, a volume without image data, a vector/tensor/4D volume or one with several components,
-    a volume under a non-linear transform, a volume listed twice, an unreviewed model result used as labels, a segmentation with no segments / duplicate names /
+    a volume under a non-linear transform, a volume listed twice, an unreviewed model result used as labels, a
+    segmentation with no segments / duplicate names /
     a segment called "background" / no painted voxel, one under a non-linear transform, one drawn on another grid
     than its volume (:func:`gridcheck.referenceGridMismatch`) or not overlapping it, segment names that differ between
     labeled volumes, no labeled volume. Warnings: empty segments, segments reaching outside their volume, a volume
