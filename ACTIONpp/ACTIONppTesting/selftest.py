@@ -19,6 +19,36 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleTest
 from ACTIONppLogic import jobs as _jobs
 
 
+def syntheticScene(labeled: int = 2, unlabeled: int = 1, prefix: str = "ACTIONpp test"):
+    """``(volumes, segmentations)`` added to Slicer's scene: volumes as a user loads them (4 x 32 x 32 voxels of
+    1 x 1 x 5 mm, a noisy ring around a bright core, shifted per volume) named ``<prefix> <i>``, and for the first
+    ``labeled`` a segmentation as the Segment Editor makes one (reference geometry = its volume), named
+    ``<prefix> <i> segmentation``, with segments "ring" and "core" in an order that differs between volumes."""
+    import numpy as np
+
+    yy, xx = np.mgrid[:32, :32]
+    volumes, segmentations = [], []
+    for i in range(labeled + unlabeled):
+        ring = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 80, (4, 32, 32)).copy()
+        core = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 20, (4, 32, 32)).copy()
+        image = (ring * 1.0 + core + np.random.default_rng(i).normal(0, 0.2, ring.shape)).astype(np.float32)
+        volume = slicer.util.addVolumeFromArray(image, name=f"{prefix} {i}")
+        volume.SetSpacing(1.0, 1.0, 5.0)
+        volume.SetOrigin(10.0, -5.0, 2.5 * i)
+        volumes.append(volume)
+        if i < labeled:
+            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{prefix} {i} segmentation")
+            segmentation.CreateDefaultDisplayNodes()
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            for name in (["ring", "core"] if i % 2 == 0 else ["core", "ring"]):
+                segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
+                mask = (ring & ~core) if name == "ring" else core
+                slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segmentId,
+                                                                 volume)
+            segmentations.append(segmentation)
+    return volumes, segmentations
+
+
 class SelfTest(ScriptedLoadableModuleTest):
     """Synthetic volumes: export + curation + import always; a tiny training and segmentation when the engine's
     dependencies are installed. The module's ``ACTIONppTest`` subclasses this and supplies ``makeLogic``."""
@@ -43,41 +73,16 @@ class SelfTest(ScriptedLoadableModuleTest):
             finally:
                 self.tearDown()
 
-    def _scene(self, labeled=2, unlabeled=1):
-        import numpy as np
-
-        volumes, segmentations = [], []
-        yy, xx = np.mgrid[:32, :32]
-        for i in range(labeled + unlabeled):
-            rng = np.random.default_rng(i)
-            ring = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 80, (4, 32, 32)).copy()
-            core = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 20, (4, 32, 32)).copy()
-            image = (ring * 1.0 + core + rng.normal(0, 0.2, ring.shape)).astype(np.float32)
-            volume = slicer.util.addVolumeFromArray(image, name=f"ACTIONpp test {i}")
-            volume.SetSpacing(1.0, 1.0, 5.0)
-            volumes.append(volume)
-            if i < labeled:
-                segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"segmentation {i}")
-                segmentation.CreateDefaultDisplayNodes()
-                segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-                names = ["ring", "core"] if i % 2 == 0 else ["core", "ring"]  # order differs between volumes
-                for name in names:
-                    segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
-                    mask = (ring & ~core) if name == "ring" else core
-                    slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segmentId,
-                                                                     volume)
-                segmentations.append(segmentation)
-        return volumes, segmentations
-
     def test_ExportCurationImport(self):
         import numpy as np
         import SimpleITK as sitk
 
         self.delayDisplay("Export, curation check and import")
-        volumes, segmentations = self._scene()
+        volumes, segmentations = syntheticScene()
         logic = self.makeLogic(self.workFolder)
         cases = [(v, logic.guessSegmentation(v)) for v in volumes]
-        self.assertEqual([s.GetName() if s else None for _, s in cases], ["segmentation 0", "segmentation 1", None])
+        self.assertEqual([s.GetName() if s else None for _, s in cases], ["ACTIONpp test 0 segmentation",
+                                                                     "ACTIONpp test 1 segmentation", None])
         report = logic.checkCuration(cases)
         self.assertTrue(report.canTrain, [p.message for p in report.problems])
         self.assertEqual(report.classes, {"ring": 1, "core": 2})
@@ -106,7 +111,7 @@ class SelfTest(ScriptedLoadableModuleTest):
             self.delayDisplay("Skipping training: " + plan.describe())
             return
         self.delayDisplay("Tiny training in a PythonSlicer process")
-        volumes, _ = self._scene()
+        volumes, _ = syntheticScene()
         cases = [(v, logic.guessSegmentation(v)) for v in volumes]
         settings = _jobs.TrainingSettings(method="actionpp", iterations=6, device="cpu", checkpointEvery=3,
                                           extraArgs=["--patch", "32", "32", "--batch-labeled", "2",

@@ -8,7 +8,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("PySide6.QtUiTools", reason="PySide6 is not installed (pip install PySide6-Essentials)")
@@ -34,31 +33,11 @@ def slicerApp(qapp, monkeypatch, tmp_path):
 
 
 def _scene(labeled=2, unlabeled=1):
-    """Volumes as a user loads them, segmentations as the Segment Editor makes them (reference geometry = volume).
-    Segment order differs between the two labeled volumes."""
-    import slicer
+    """The self-test's synthetic volumes and Segment Editor-made segmentations, named "scan <i>" (and
+    "scan <i> segmentation"); segment order differs between the two labeled volumes."""
+    from ACTIONppTesting.selftest import syntheticScene
 
-    yy, xx = np.mgrid[:32, :32]
-    volumes, segmentations = [], []
-    for i in range(labeled + unlabeled):
-        ring = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 80, (4, 32, 32)).copy()
-        core = np.broadcast_to(((yy - 16) ** 2 + (xx - 14 - i) ** 2) < 20, (4, 32, 32)).copy()
-        image = (ring * 1.0 + core + np.random.default_rng(i).normal(0, 0.2, ring.shape)).astype(np.float32)
-        volume = slicer.util.addVolumeFromArray(image, name=f"scan {i}")
-        volume.SetSpacing(1.0, 1.0, 5.0)
-        volume.SetOrigin(10.0, -5.0, 2.5 * i)
-        volumes.append(volume)
-        if i < labeled:
-            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"scan {i} segmentation")
-            segmentation.CreateDefaultDisplayNodes()
-            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
-            for name in (["ring", "core"] if i == 0 else ["core", "ring"]):
-                segmentId = segmentation.GetSegmentation().AddEmptySegment("", name)
-                mask = (ring & ~core) if name == "ring" else core
-                slicer.util.updateSegmentBinaryLabelmapFromArray(mask.astype(np.uint8), segmentation, segmentId,
-                                                                 volume)
-            segmentations.append(segmentation)
-    return volumes, segmentations
+    return syntheticScene(labeled, unlabeled, prefix="scan")
 
 
 def _waitFor(qapp, condition, timeout=120.0):
