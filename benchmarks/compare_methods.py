@@ -73,7 +73,7 @@ def main() -> None:
             results[key] = {"mean_dice": s["mean"]["dice"], "rare_dice": s[rare]["dice"], "seconds": secs,
                             "per_class_dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
                             "mean_hd95_mm": s["mean"]["hd95"], "missed": s["mean"]["missed"],
-                            "rare_missed": s[rare]["missed"]}
+                            "rare_missed": s[rare]["missed"], "steps": cfg.iterations + cfg.pretrain_iterations}
             results_path.write_text(json.dumps(results, indent=2) + "\n")
             print(key, json.dumps(results[key]), flush=True)
     write_table(results, a, rare)
@@ -84,14 +84,15 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
              "", f"2D UNet, default settings, {a.iterations} iterations, seeds {a.seeds}; rarest class: `{rare}`.",
              "Mean over seeds (each seed: mean over test cases).", "",
              "HD95 includes the image-diagonal penalty for missed structures; 'missed' sums them over seeds.", "",
-             "| method | mean fg Dice | rare-class Dice | HD95 mm | missed (rare) | train s |",
-             "|---|---|---|---|---|---|"]
+             "| method | optimiser steps | mean fg Dice | rare-class Dice | HD95 mm | missed (rare) | train s |",
+             "|---|---|---|---|---|---|---|"]
     for m in a.methods:
         rows = [results[f"{m}/seed{s}"] for s in a.seeds if f"{m}/seed{s}" in results]
         if rows:
             avg = lambda k: statistics.mean(r[k] for r in rows)  # noqa: E731
-            lines.append(f"| {m} | {avg('mean_dice'):.4f} | {avg('rare_dice'):.4f} | {avg('mean_hd95_mm'):.2f} | "
-                         f"{sum(r.get('missed', 0) for r in rows)} ({sum(r.get('rare_missed', 0) for r in rows)}) | "
+            steps = "/".join(sorted({str(r.get("steps", "?")) for r in rows}))  # pre-training + --iterations
+            lines.append(f"| {m} | {steps} | {avg('mean_dice'):.4f} | {avg('rare_dice'):.4f} | "
+                         f"{avg('mean_hd95_mm'):.2f} | {sum(r.get('missed', 0) for r in rows)} ({sum(r.get('rare_missed', 0) for r in rows)}) | "
                          f"{avg('seconds'):.0f} |")
     lines += paired_lines(results, a.methods, a.seeds, rare)
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
