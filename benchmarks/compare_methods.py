@@ -91,9 +91,9 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
         if rows:
             avg = lambda k: statistics.mean(r[k] for r in rows)  # noqa: E731
             steps = "/".join(sorted({str(r.get("steps", "?")) for r in rows}))  # pre-training + --iterations
+            missed = f"{sum(r.get('missed', 0) for r in rows)} ({sum(r.get('rare_missed', 0) for r in rows)})"
             lines.append(f"| {m} | {steps} | {avg('mean_dice'):.4f} | {avg('rare_dice'):.4f} | "
-                         f"{avg('mean_hd95_mm'):.2f} | {sum(r.get('missed', 0) for r in rows)} ({sum(r.get('rare_missed', 0) for r in rows)}) | "
-                         f"{avg('seconds'):.0f} |")
+                         f"{avg('mean_hd95_mm'):.2f} | {missed} | {avg('seconds'):.0f} |")
     lines += paired_lines(results, a.methods, a.seeds, rare)
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
