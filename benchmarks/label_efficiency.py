@@ -12,7 +12,8 @@ counts: Dice 0 and the HD95 penalty). Runs go seed by seed, so a study stopped e
 
 Outputs in OUT: ``results.json`` (every run; re-running skips the finished ones), ``results.md`` (means, the rare
 class in its own column, and per-seed paired differences with a 95 % t-interval) and ``label_efficiency.png``
-(mean foreground Dice against labeled cases, one panel per kind, bars = range over seeds).
+(mean foreground Dice against labeled cases, one panel per kind, bars = range over seeds). ``--combine DIR ...``
+trains nothing and writes the same tables and plot over several finished studies (one per label count, say).
 """
 
 from __future__ import annotations
@@ -164,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", type=int, nargs=3, help="phantom size Z Y X (tests: tiny volumes)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=2, help="runs in parallel processes")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
+                    help="train nothing: tables and plot in --out over finished studies' results.json (for example "
+                         "one study per label count), keeping only --seeds, --kinds and --labeled")
     a = ap.parse_args(argv)
     a.arm = a.arm or ARMS
     a.iterations = a.iterations or PRESETS[a.preset]["iterations"]
@@ -171,6 +175,13 @@ def main(argv: list[str] | None = None) -> None:
     if min(a.labeled) < 1 or max(a.labeled) >= a.cases:
         ap.error(f"--labeled: expected counts in [1, {a.cases - 1}] (--cases {a.cases}), got {a.labeled}")
     a.out.mkdir(parents=True, exist_ok=True)
+    if a.combine:
+        results = combine(a.combine, a.seeds, a.kinds, a.labeled)
+        arms = arm_order(results, a.arm)
+        title = (f"# Label efficiency, combined from {', '.join(str(d) for d in a.combine)}: seeds "
+                 f"{', '.join(map(str, a.seeds))}\n\nCommand: `python {' '.join(sys.argv)}`")
+        write_outputs(results, arms, title, a.out)
+        return
     data = {k: make_data(k, a.out, max(a.labeled), a.cases, a.test_cases, a.size) for k in a.kinds}
     results_path = a.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else []
@@ -183,17 +194,49 @@ def main(argv: list[str] | None = None) -> None:
             results_path.write_text(json.dumps(results, indent=2) + "\n")
             print(json.dumps({k: r[k] for k in ("kind", "labeled", "arm", "seed", "mean_dice", "seconds")}),
                   flush=True)
-    names = [parse_arm(t)[0] for t in ARMS + a.arm]  # every arm in the results, the default ones first
-    arms = [n for i, n in enumerate(names) if n not in names[:i] and any(r["arm"] == n for r in results)]
+    arms = arm_order(results, a.arm)
     settings = {k: {"patch": KIND_SETTINGS[k][0], "phantom_seed": KIND_SETTINGS[k][1], **KIND_SETTINGS[k][2]}
                 for k in a.kinds}
     title = (f"# Label efficiency: {', '.join(arms)}; {a.iterations} iterations, 2D UNet, batch 4 + 4, device "
              f"{a.device}; {a.cases} training cases ({max(a.labeled)} with labels, the first N kept), "
              f"{a.test_cases} test cases\n\nPhantoms: {json.dumps(settings)}\n\n"
              f"Command: `python {' '.join(sys.argv)}`")
-    (a.out / "results.md").write_text(tables(results, arms, title))
-    plot(results, arms, a.out / "label_efficiency.png")
-    print((a.out / "results.md").read_text())
+    write_outputs(results, arms, title, a.out)
+
+
+def arm_order(results: list[dict], specs: list[str]) -> list[str]:
+    """Every arm in the results once: the default arms first, then ``--arm``'s, then any other in order of appearance
+    (the first is the reference of the paired tables)."""
+    names = [parse_arm(t)[0] for t in ARMS + specs] + [r["arm"] for r in results]
+    return [n for n in dict.fromkeys(names) if any(r["arm"] == n for r in results)]
+
+
+def write_outputs(results: list[dict], arms: list[str], title: str, out: Path) -> None:
+    (out / "results.md").write_text(tables(results, arms, title))
+    plot(results, arms, out / "label_efficiency.png")
+    print((out / "results.md").read_text())
+
+
+def combine(dirs: list[Path], seeds: list[int], kinds: list[str], labeled: list[int]) -> list[dict]:
+    """The runs of several finished studies (``DIR/results.json`` each) with the given seeds, kinds and label counts.
+    A run found in two of them is an error: which one the tables should use is the user's choice, not ours."""
+    results, seen = [], {}
+    for d in dirs:
+        path = d / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"--combine: expected {path} (a finished study's results), found no such file")
+        for r in json.loads(path.read_text()):
+            key = (r["kind"], r["labeled"], r["arm"], r["seed"])
+            if r["seed"] not in seeds or r["kind"] not in kinds or r["labeled"] not in labeled:
+                continue
+            if key in seen:
+                raise SystemExit(f"--combine: run {key} is in both {seen[key]} and {path}; expected each run once")
+            seen[key] = path
+            results.append(r)
+    if not results:
+        raise SystemExit(f"--combine: expected runs with seeds {seeds}, kinds {kinds} and labeled {labeled} in "
+                         f"{', '.join(map(str, dirs))}, found none")
+    return results
 
 
 if __name__ == "__main__":

@@ -71,6 +71,36 @@ def test_label_efficiency_keeps_n_labels_tabulates_pairs_and_plots(tmp_path):
     assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_label_efficiency_combines_finished_studies_by_seed_and_refuses_a_run_twice(tmp_path):
+    """--combine: the tables and plot over two studies (one per label count), only the asked seeds, pairs per seed;
+    a run present in both studies stops with a one-line error naming both files."""
+    import json
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import label_efficiency as le
+
+    def run(n, arm, seed, dice):
+        return {"kind": "atrium", "labeled": n, "arm": arm, "seed": seed, "mean_dice": dice, "mean_hd95": 3.0,
+                "missed": 0, "dice": {"LA": dice}}
+
+    one, two = tmp_path / "l1", tmp_path / "l2"
+    for d, n in ((one, 1), (two, 2)):
+        d.mkdir()
+        runs = [run(n, arm, s, 0.5 + 0.1 * n + 0.01 * s + (0.05 if arm == "app" else 0.0))
+                for arm in ("sup_1250", "app") for s in (0, 1, 2)]
+        (d / "results.json").write_text(json.dumps(runs))
+    out = tmp_path / "both"
+    le.main(["--out", str(out), "--combine", str(one), str(two), "--seeds", "0", "1", "--kinds", "atrium"])
+    text = (out / "results.md").read_text()
+    assert "| 1 | sup_1250 | 2 | 0.605 |" in text and "| 2 | app | 2 | 0.755 |" in text  # seeds 0 and 1 only
+    assert "| 2 | sup_1250 - app | -0.050, -0.050 |" in text
+    assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit, match="both .*l1.results.json and .*l1.results.json"):
+        le.main(["--out", str(tmp_path / "x"), "--combine", str(one), str(one), "--kinds", "atrium"])
+    with pytest.raises(SystemExit, match="expected .*nowhere.results.json"):
+        le.main(["--out", str(tmp_path / "x"), "--combine", str(tmp_path / "nowhere")])
+
+
 def test_draw_memory_3d_reports_both_variants(tmp_path):
     """benchmarks/draw_memory_3d.py on a small volume: every variant measured, each in its own process. (The
     difference it exists to show needs a volume larger than the draw's own transient arrays: see its results.)"""
