@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
     a.threads = PRESETS[a.preset]["threads"]
     if min(a.labeled) < 1 or max(a.labeled) >= a.cases:
         ap.error(f"--labeled: expected counts in [1, {a.cases - 1}] (--cases {a.cases}), got {a.labeled}")
+    if a.combine and any(d.resolve() == a.out.resolve() for d in a.combine):
+        ap.error(f"--out: expected a folder other than the --combine ones (its results.md would no longer match its "
+                 f"results.json), found {a.out}")
     a.out.mkdir(parents=True, exist_ok=True)
     if a.combine:
         results = combine(a.combine, a.seeds, a.kinds, a.labeled)

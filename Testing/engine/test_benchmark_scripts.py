@@ -97,6 +97,10 @@ def test_label_efficiency_combines_finished_studies_by_seed_and_refuses_a_run_tw
     assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="both .*l1.results.json and .*l1.results.json"):
         le.main(["--out", str(tmp_path / "x"), "--combine", str(one), str(one), "--kinds", "atrium"])
+    before = (one / "results.json").read_bytes()
+    with pytest.raises(SystemExit):  # --out must not be a combined study: its own results.md would be replaced
+        le.main(["--out", str(one), "--combine", str(one), str(two), "--kinds", "atrium"])
+    assert sorted(p.name for p in one.iterdir()) == ["results.json"] and (one / "results.json").read_bytes() == before
     with pytest.raises(SystemExit, match="expected .*nowhere.results.json"):
         le.main(["--out", str(tmp_path / "x"), "--combine", str(tmp_path / "nowhere")])
 
