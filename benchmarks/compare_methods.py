@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -70,13 +71,24 @@ def main() -> None:
             secs = time.perf_counter() - t0
             predict_paths(model, data / "imagesTs", run / "pred", device="cpu", overwrite=True)
             s = evaluate_paths(run / "pred", data / "labelsTs", data / "dataset.json", quiet=True)["summary"]
-            results[key] = {"mean_dice": s["mean"]["dice"], "rare_dice": s[rare]["dice"], "seconds": secs,
-                            "per_class_dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
-                            "mean_hd95_mm": s["mean"]["hd95"], "missed": s["mean"]["missed"],
-                            "rare_missed": s[rare]["missed"], "steps": cfg.iterations + cfg.pretrain_iterations}
-            results_path.write_text(json.dumps(results, indent=2) + "\n")
-            print(key, json.dumps(results[key]), flush=True)
+            row = {"mean_dice": s["mean"]["dice"], "rare_dice": s[rare]["dice"], "seconds": secs,
+                   "per_class_dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
+                   "mean_hd95_mm": s["mean"]["hd95"], "missed": s["mean"]["missed"],
+                   "rare_missed": s[rare]["missed"], "steps": cfg.iterations + cfg.pretrain_iterations}
+            results = save_row(results_path, key, row)
+            print(key, json.dumps(row), flush=True)
     write_table(results, a, rare)
+
+
+def save_row(path: Path, key: str, row: dict) -> dict:
+    """Add one run to ``path`` (results.json) and return all runs in it. The file is read again first and replaced
+    atomically, so two processes (say one per seed on two cores) can share one ``--out``."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[key] = row
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(path)
+    return results
 
 
 def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:

@@ -3,6 +3,7 @@ works when a GPU is lent; the CT memory measurement on a small volume."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -154,3 +155,18 @@ def test_compare_methods_pairs_each_method_with_the_first_per_seed():
     assert rows["mean-teacher - supervised"].startswith("| mean-teacher - supervised | +0.000, +0.000 | ")
     assert "| +0.050, +0.050 | +0.050 [+0.050, +0.050] |" in rows["mean-teacher - supervised"]
     assert rows["actionpp - mean-teacher"].startswith("| actionpp - mean-teacher | +0.200, +0.300 | +0.250 ")
+
+
+def test_compare_methods_keeps_runs_another_process_wrote_to_the_same_results(tmp_path):
+    """Two compare_methods processes (one per seed) share one --out: each run is added to what is on disk at the time,
+    not to what the process read when it started, and no temporary file is left behind."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import save_row
+
+    path = tmp_path / "results.json"
+    mine = save_row(path, "supervised/seed0", {"mean_dice": 0.5})
+    save_row(path, "supervised/seed1", {"mean_dice": 0.6})  # the other process, after this one started
+    mine = save_row(path, "actionpp/seed0", {"mean_dice": 0.7})
+    assert mine == {"supervised/seed0": {"mean_dice": 0.5}, "supervised/seed1": {"mean_dice": 0.6},
+                    "actionpp/seed0": {"mean_dice": 0.7}}
+    assert json.loads(path.read_text()) == mine and [p.name for p in tmp_path.iterdir()] == ["results.json"]
