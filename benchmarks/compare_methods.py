@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from actionpp.config import Config
+from actionpp.config import Config, write_text_atomic
 from actionpp.data.layout import load_dataset
 from actionpp.data.phantoms import make_phantoms
 from actionpp.evaluate import evaluate_paths
@@ -85,9 +84,7 @@ def save_row(path: Path, key: str, row: dict) -> dict:
     atomically, so two processes (say one per seed on two cores) can share one ``--out``."""
     results = json.loads(path.read_text()) if path.exists() else {}
     results[key] = row
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(results, indent=2) + "\n")
     return results
 
 
