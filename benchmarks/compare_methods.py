@@ -6,6 +6,10 @@
 Every method trains with the same data, backbone, batch, patch, iterations and seed, then predicts the labeled
 held-out test split, which is scored with ``actionpp evaluate``'s metrics (Dice per class, HD95 in mm). Writes
 ``results.json`` and ``results.md`` to ``--out`` (one run folder per method and seed beside them).
+
+Methods with a pre-training stage take more optimiser steps than ``--iterations``. ``--control FILE`` reads the
+``results.json`` of another run of this script (say mean-teacher for as many steps as actionpp's pre-training plus
+fine-tuning) and pairs each of its methods, per seed, with every method here that took the same number of steps.
 """
 
 from __future__ import annotations
@@ -41,9 +45,12 @@ def main() -> None:
     ap.add_argument("--labeled", type=int, default=2)
     ap.add_argument("--test-cases", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--control", type=Path, help="results.json of step-matched control runs (see above)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for every method, e.g. unsup_mask=image (JSON values)")
     a = ap.parse_args()
+    if a.control and not a.control.is_file():
+        ap.error(f"--control: expected the results.json of another compare_methods.py run, found no file {a.control}")
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     work = a.work or a.out
@@ -95,7 +102,8 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
              "HD95 includes the image-diagonal penalty for missed structures; 'missed' sums them over seeds.", "",
              "| method | optimiser steps | mean fg Dice | rare-class Dice | HD95 mm | missed (rare) | train s |",
              "|---|---|---|---|---|---|---|"]
-    for m in a.methods:
+    results, controls, matched = with_controls(results, json.loads(a.control.read_text()) if a.control else {})
+    for m in a.methods + controls:
         rows = [results[f"{m}/seed{s}"] for s in a.seeds if f"{m}/seed{s}" in results]
         if rows:
             avg = lambda k: statistics.mean(r[k] for r in rows)  # noqa: E731
@@ -103,17 +111,40 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
             missed = f"{sum(r.get('missed', 0) for r in rows)} ({sum(r.get('rare_missed', 0) for r in rows)})"
             lines.append(f"| {m} | {steps} | {avg('mean_dice'):.4f} | {avg('rare_dice'):.4f} | "
                          f"{avg('mean_hd95_mm'):.2f} | {missed} | {avg('seconds'):.0f} |")
-    lines += paired_lines(results, a.methods, a.seeds, rare)
+    lines += paired_lines(results, a.methods, a.seeds, rare, matched)
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
-def paired_lines(results: dict, methods: list[str], seeds: list[int], rare: str) -> list[str]:
-    """Each method minus the first (and actionpp minus mean-teacher), per seed, for mean foreground Dice and the
-    rare class: the differences, their mean and its 95 % t-interval."""
+def with_controls(results: dict, control: dict) -> tuple[dict, list[str], list[tuple[str, str]]]:
+    """Add the control runs (``METHOD/seedS`` keys of another results.json) to ``results`` as ``METHOD (N steps)``.
+    Returns the merged runs, the control names and the step-matched pairs (method here, control name): every run of
+    the method took the control's number of optimiser steps."""
+    merged, control_steps = dict(results), {}
+    for key, row in control.items():
+        method, seed = key.rsplit("/", 1)
+        if "steps" not in row:
+            raise ValueError(f"--control: run {key} has no 'steps' (expected compare_methods.py's results.json)")
+        name = f"{method} ({row['steps']} steps)"
+        merged[f"{name}/{seed}"] = row
+        control_steps[name] = row["steps"]
+    steps: dict[str, set] = {}
+    for key, row in results.items():
+        steps.setdefault(key.rsplit("/", 1)[0], set()).add(row.get("steps"))
+    pairs = [(m, name) for name, n in control_steps.items() for m, st in steps.items()
+             if st == {n} and not name.startswith(f"{m} (")]
+    return merged, list(control_steps), pairs
+
+
+def paired_lines(results: dict, methods: list[str], seeds: list[int], rare: str,
+                 matched: list[tuple[str, str]] = ()) -> list[str]:
+    """Each method minus the first (and actionpp minus mean-teacher), then each step-matched pair ``matched`` (see
+    ``with_controls``), per seed, for mean foreground Dice and the rare class: the differences, their mean and its
+    95 % t-interval."""
     pairs = [(m, methods[0]) for m in methods[1:]]
     if {"actionpp", "mean-teacher"} <= set(methods) and methods[0] != "mean-teacher":
         pairs.append(("actionpp", "mean-teacher"))
+    pairs += [p for p in matched if p[0] in methods]
     lines: list[str] = []
     for m, ref in pairs:
         both = [s for s in seeds if f"{m}/seed{s}" in results and f"{ref}/seed{s}" in results]

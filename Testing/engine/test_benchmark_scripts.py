@@ -157,6 +157,27 @@ def test_compare_methods_pairs_each_method_with_the_first_per_seed():
     assert rows["actionpp - mean-teacher"].startswith("| actionpp - mean-teacher | +0.200, +0.300 | +0.250 ")
 
 
+def test_compare_methods_pairs_a_method_with_a_step_matched_control():
+    """--control: mean-teacher trained for actionpp's 3750 steps (pre-training + fine-tuning) in another results.json
+    is paired per seed with actionpp, not with the 3000-step methods; a control run without 'steps' is refused."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import paired_lines, with_controls
+
+    results = {f"{m}/seed{s}": {"mean_dice": 0.5 + s / 10 + (m == "actionpp") * 0.05, "rare_dice": 0.3, "steps": n}
+               for m, n in (("supervised", 3000), ("mean-teacher", 3000), ("actionpp", 3750)) for s in (0, 1)}
+    control = {f"mean-teacher/seed{s}": {"mean_dice": 0.5 + s / 10 + 0.02 * (s + 1), "rare_dice": 0.4, "steps": 3750}
+               for s in (0, 1)}
+    merged, names, pairs = with_controls(results, control)
+    assert names == ["mean-teacher (3750 steps)"] and pairs == [("actionpp", "mean-teacher (3750 steps)")]
+    assert merged["mean-teacher (3750 steps)/seed1"] is control["mean-teacher/seed1"]
+    assert merged["actionpp/seed0"] is results["actionpp/seed0"]
+    rows = [r for r in paired_lines(merged, ["supervised", "mean-teacher", "actionpp"], [0, 1], "PAP", pairs)
+            if r.startswith("| actionpp - mean-teacher (3750")]
+    assert len(rows) == 1 and "| +0.030, +0.010 | +0.020 [" in rows[0] and "| -0.100, -0.100 | -0.100 [" in rows[0]
+    with pytest.raises(ValueError, match="mean-teacher/seed0 has no 'steps'"):
+        with_controls(results, {"mean-teacher/seed0": {"mean_dice": 0.5}})
+
+
 def test_compare_methods_keeps_runs_another_process_wrote_to_the_same_results(tmp_path):
     """Two compare_methods processes (one per seed) share one --out: each run is added to what is on disk at the time,
     not to what the process read when it started, and no temporary file is left behind."""
