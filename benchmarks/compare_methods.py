@@ -98,10 +98,10 @@ def save_row(path: Path, key: str, row: dict) -> dict:
 def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
     lines = [f"# Cardiac phantoms, {a.labeled} labeled of {a.cases} training cases, {a.test_cases} test cases",
              "", f"2D UNet, default settings, {a.iterations} iterations, seeds {a.seeds}; rarest class: `{rare}`.",
-             "Mean over seeds (each seed: mean over test cases).", "",
+             "Mean over the seeds each method has (each seed: mean over test cases).", "",
              "HD95 includes the image-diagonal penalty for missed structures; 'missed' sums them over seeds.", "",
-             "| method | optimiser steps | mean fg Dice | rare-class Dice | HD95 mm | missed (rare) | train s |",
-             "|---|---|---|---|---|---|---|"]
+             "| method | optimiser steps | seeds | mean fg Dice | rare-class Dice | HD95 mm | missed (rare) | train s |",
+             "|---|---|---|---|---|---|---|---|"]
     results, controls, matched = with_controls(results, json.loads(a.control.read_text()) if a.control else {})
     for m in a.methods + controls:
         rows = [results[f"{m}/seed{s}"] for s in a.seeds if f"{m}/seed{s}" in results]
@@ -109,7 +109,7 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
             avg = lambda k: statistics.mean(r[k] for r in rows)  # noqa: E731
             steps = "/".join(sorted({str(r.get("steps", "?")) for r in rows}))  # pre-training + --iterations
             missed = f"{sum(r.get('missed', 0) for r in rows)} ({sum(r.get('rare_missed', 0) for r in rows)})"
-            lines.append(f"| {m} | {steps} | {avg('mean_dice'):.4f} | {avg('rare_dice'):.4f} | "
+            lines.append(f"| {m} | {steps} | {len(rows)} | {avg('mean_dice'):.4f} | {avg('rare_dice'):.4f} | "
                          f"{avg('mean_hd95_mm'):.2f} | {missed} | {avg('seconds'):.0f} |")
     lines += paired_lines(results, a.methods, a.seeds, rare, matched)
     (a.out / "results.md").write_text("\n".join(lines) + "\n")

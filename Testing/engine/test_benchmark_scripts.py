@@ -178,6 +178,26 @@ def test_compare_methods_pairs_a_method_with_a_step_matched_control():
         with_controls(results, {"mean-teacher/seed0": {"mean_dice": 0.5}})
 
 
+def test_compare_methods_table_counts_each_methods_seeds_and_lists_the_control(tmp_path):
+    """results.md: one row per method and control with the number of seeds behind its mean (a method may have fewer
+    seeds than the table), and the step-matched pair below."""
+    import argparse
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import write_table
+
+    row = lambda d, n: {"mean_dice": d, "rare_dice": d / 2, "mean_hd95_mm": 5.0, "seconds": 1.0, "steps": n}  # noqa: E731
+    results = {"supervised/seed0": row(0.6, 3000), "actionpp/seed0": row(0.8, 3750), "actionpp/seed1": row(0.7, 3750)}
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps({"mean-teacher/seed0": row(0.75, 3750), "mean-teacher/seed1": row(0.65, 3750)}))
+    a = argparse.Namespace(out=tmp_path, labeled=2, cases=10, test_cases=6, iterations=3000, seeds=[0, 1],
+                           methods=["supervised", "actionpp"], control=control)
+    write_table(results, a, "PAP")
+    table = (tmp_path / "results.md").read_text()
+    assert "| supervised | 3000 | 1 | 0.6000 |" in table and "| actionpp | 3750 | 2 | 0.7500 |" in table
+    assert "| mean-teacher (3750 steps) | 3750 | 2 | 0.7000 |" in table
+    assert "| actionpp - mean-teacher (3750 steps) | +0.050, +0.050 | +0.050 [+0.050, +0.050] |" in table
+
+
 def test_compare_methods_keeps_runs_another_process_wrote_to_the_same_results(tmp_path):
     """Two compare_methods processes (one per seed) share one --out: each run is added to what is on disk at the time,
     not to what the process read when it started, and no temporary file is left behind."""
