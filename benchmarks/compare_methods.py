@@ -120,20 +120,20 @@ def with_controls(results: dict, control: dict) -> tuple[dict, list[str], list[t
     """Add the control runs (``METHOD/seedS`` keys of another results.json) to ``results`` as ``METHOD (N steps)``.
     Returns the merged runs, the control names and the step-matched pairs (method here, control name): every run of
     the method took the control's number of optimiser steps."""
-    merged, control_steps = dict(results), {}
+    merged, controls = dict(results), {}  # control name -> (its method, its steps)
     for key, row in control.items():
         method, seed = key.rsplit("/", 1)
         if "steps" not in row:
             raise ValueError(f"--control: run {key} has no 'steps' (expected compare_methods.py's results.json)")
         name = f"{method} ({row['steps']} steps)"
         merged[f"{name}/{seed}"] = row
-        control_steps[name] = row["steps"]
+        controls[name] = (method, row["steps"])
     steps: dict[str, set] = {}
     for key, row in results.items():
         steps.setdefault(key.rsplit("/", 1)[0], set()).add(row.get("steps"))
-    pairs = [(m, name) for name, n in control_steps.items() for m, st in steps.items()
-             if st == {n} and not name.startswith(f"{m} (")]
-    return merged, list(control_steps), pairs
+    pairs = [(m, name) for name, (method, n) in controls.items() for m, st in steps.items()
+             if st == {n} and m != method]  # a method is not paired with itself at the same steps
+    return merged, list(controls), pairs
 
 
 def paired_lines(results: dict, methods: list[str], seeds: list[int], rare: str,
