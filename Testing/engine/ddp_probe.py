@@ -37,6 +37,9 @@ def main(out: Path) -> None:
     torch.save({"loss": float(loss), "grads": grads, "rows": rows, "queue": ascl.queue.clone(),
                 "queue_labels": ascl.queue_labels.clone(), "centroids": ascl.centroids.clone()},
                out / f"rank{rank}.pt")
+    # as actionpp.trainer.train does: leave the group together (a rank tearing gloo down while its peer is still
+    # writing can abort the process: "terminate called without an active exception", seen once in CI)
+    torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
