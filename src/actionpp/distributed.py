@@ -151,3 +151,21 @@ def average_gradients(parameters) -> None:
         if p.grad is not None:
             dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
             p.grad.div_(world)
+
+
+def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.parallel.DistributedDataParallel:
+    """``module`` under DDP with gradients averaged by DDP and buffers left to :func:`average_buffers`.
+
+    DDP does not re-broadcast buffers before each forward (ours are averaged after each step instead). torch 2.13 names
+    that ``forward_sync_buffers=False`` and deprecates ``broadcast_buffers``; older torch knows only the latter. The new
+    spelling also copies rank 0's buffers to every rank once at construction, which changes nothing here: every rank
+    builds the same model from the same seed or checkpoint. ``find_unused_parameters``: a method may leave
+    parameters out of a step's graph (supervised and mean-teacher never call ``Model.embed``).
+    """
+    import inspect
+
+    ddp = torch.nn.parallel.DistributedDataParallel
+    no_forward_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                       else {"broadcast_buffers": False})
+    return ddp(module, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True,
+               **no_forward_sync)

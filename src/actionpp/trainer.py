@@ -103,9 +103,7 @@ class Trainer:
                                         rank=self.dist.rank if self.dist.active else None)
         self.model = self.learner
         if self.dist.active:  # gradients averaged by DDP; buffers by distributed.average_buffers after each step
-            self.model = torch.nn.parallel.DistributedDataParallel(
-                self.learner, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True, broadcast_buffers=False)
+            self.model = distributed.wrap_ddp(self.learner, self.device)
         self.iteration = 0
         self.saved_iteration: int | None = None
         """Iteration of the last checkpoint written or loaded (None: none yet)."""
