@@ -190,9 +190,10 @@ def test_compare_methods_table_counts_each_methods_seeds_and_lists_the_control(t
     control = tmp_path / "control.json"
     control.write_text(json.dumps({"mean-teacher/seed0": row(0.75, 3750), "mean-teacher/seed1": row(0.65, 3750)}))
     a = argparse.Namespace(out=tmp_path, labeled=2, cases=10, test_cases=6, iterations=3000, seeds=[0, 1],
-                           methods=["supervised", "actionpp"], control=control)
+                           methods=["supervised", "actionpp"], control=control, set=["pretrain_iterations=0"])
     write_table(results, a, "PAP")
     table = (tmp_path / "results.md").read_text()
+    assert "settings pretrain_iterations=0, 3000 iterations" in table  # overrides are named, not "default settings"
     assert "| supervised | 3000 | 1 | 0.6000 |" in table and "| actionpp | 3750 | 2 | 0.7500 |" in table
     assert "| mean-teacher (3750 steps) | 3750 | 2 | 0.7000 |" in table
     assert "| actionpp - mean-teacher (3750 steps) | +0.050, +0.050 | +0.050 [+0.050, +0.050] |" in table
