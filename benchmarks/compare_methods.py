@@ -96,9 +96,9 @@ def save_row(path: Path, key: str, row: dict) -> dict:
 
 
 def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
+    settings = "settings " + " ".join(a.set) if a.set else "default settings"
     lines = [f"# Cardiac phantoms, {a.labeled} labeled of {a.cases} training cases, {a.test_cases} test cases",
-             "", f"2D UNet, {'settings ' + ' '.join(a.set) if a.set else 'default settings'}, {a.iterations} iterations, "
-             f"seeds {a.seeds}; rarest class: `{rare}`.",
+             "", f"2D UNet, {settings}, {a.iterations} iterations, seeds {a.seeds}; rarest class: `{rare}`.",
              "Mean over the seeds each method has (each seed: mean over test cases).", "",
              "HD95 includes the image-diagonal penalty for missed structures; 'missed' sums them over seeds.", "",
              "| method | optimiser steps | seeds | mean fg Dice | rare-class Dice | HD95 mm | missed (rare) | train s |",

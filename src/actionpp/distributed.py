@@ -24,6 +24,7 @@ Everything here is a no-op in a single process.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -158,12 +159,11 @@ def wrap_ddp(module: torch.nn.Module, device: torch.device) -> torch.nn.parallel
 
     DDP does not re-broadcast buffers before each forward (ours are averaged after each step instead). torch 2.13 names
     that ``forward_sync_buffers=False`` and deprecates ``broadcast_buffers``; older torch knows only the latter. The new
-    spelling also copies rank 0's buffers to every rank once at construction, which changes nothing here: every rank
-    builds the same model from the same seed or checkpoint. ``find_unused_parameters``: a method may leave
+    spelling also copies rank 0's buffers to every rank once at construction, which changes nothing here: the ranks
+    already hold the same buffers then (same seed or checkpoint; the pre-training stage averages its BatchNorm
+    statistics over ranks). ``find_unused_parameters``: a method may leave
     parameters out of a step's graph (supervised and mean-teacher never call ``Model.embed``).
     """
-    import inspect
-
     ddp = torch.nn.parallel.DistributedDataParallel
     no_forward_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
                        else {"broadcast_buffers": False})
