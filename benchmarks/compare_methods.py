@@ -10,6 +10,8 @@ held-out test split, which is scored with ``actionpp evaluate``'s metrics (Dice 
 Methods with a pre-training stage take more optimiser steps than ``--iterations``. ``--control FILE`` reads the
 ``results.json`` of another run of this script (say mean-teacher for as many steps as actionpp's pre-training plus
 fine-tuning) and pairs each of its methods, per seed, with every method here that took the same number of steps.
+``--control LABEL=FILE`` names a control run with other settings (say bfloat16 queue products); such a control is
+paired with the same method here too. ``--control`` may be given more than once.
 """
 
 from __future__ import annotations
@@ -45,12 +47,15 @@ def main() -> None:
     ap.add_argument("--labeled", type=int, default=2)
     ap.add_argument("--test-cases", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--control", type=Path, help="results.json of step-matched control runs (see above)")
+    ap.add_argument("--control", action="append", default=[], metavar="[LABEL=]FILE",
+                    help="results.json of step-matched control runs (see above); repeatable")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config overrides for every method, e.g. unsup_mask=image (JSON values)")
     a = ap.parse_args()
-    if a.control and not a.control.is_file():
-        ap.error(f"--control: expected the results.json of another compare_methods.py run, found no file {a.control}")
+    try:
+        read_controls(a.control)
+    except ValueError as e:
+        ap.error(str(e))
     torch.set_num_threads(a.threads)
     a.out.mkdir(parents=True, exist_ok=True)
     work = a.work or a.out
@@ -81,7 +86,7 @@ def main() -> None:
                    "per_class_dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
                    "mean_hd95_mm": s["mean"]["hd95"], "missed": s["mean"]["missed"],
                    "rare_missed": s[rare]["missed"], "steps": cfg.iterations + cfg.pretrain_iterations}
-            results = save_row(results_path, key, row)
+            results = save_row(results_path, key, row | {"settings": a.set})
             print(key, json.dumps(row), flush=True)
     write_table(results, a, rare)
 
@@ -103,7 +108,7 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
              "HD95 includes the image-diagonal penalty for missed structures; 'missed' sums them over seeds.", "",
              "| method | optimiser steps | seeds | mean fg Dice | rare-class Dice | HD95 mm | missed (rare) | train s |",
              "|---|---|---|---|---|---|---|---|"]
-    results, controls, matched = with_controls(results, json.loads(a.control.read_text()) if a.control else {})
+    results, controls, matched = with_controls(results, read_controls(a.control))
     for m in a.methods + controls:
         rows = [results[f"{m}/seed{s}"] for s in a.seeds if f"{m}/seed{s}" in results]
         if rows:
@@ -117,24 +122,38 @@ def write_table(results: dict, a: argparse.Namespace, rare: str) -> None:
     print("\n".join(lines))
 
 
-def with_controls(results: dict, control: dict) -> tuple[dict, list[str], list[tuple[str, str]]]:
-    """Add the control runs (``METHOD/seedS`` keys of another results.json) to ``results`` as ``METHOD (N steps)``.
-    Returns the merged runs, the control names and the step-matched pairs (method here, control name): every run of
-    the method took the control's number of optimiser steps."""
-    merged, controls = dict(results), {}  # control name -> (its method, its steps)
-    for key, row in control.items():
-        method, seed = key.rsplit("/", 1)
-        if "steps" not in row:
-            raise ValueError(f"--control: run {key} has no 'steps' (expected compare_methods.py's results.json)")
-        name = f"{method} ({row['steps']} steps)"
-        merged[f"{name}/{seed}"] = row
-        controls[name] = (method, row["steps"])
+def read_controls(values: list[str]) -> list[tuple[str, dict]]:
+    """``--control`` values (``FILE`` or ``LABEL=FILE``) as (label, runs of that results.json); label "" if none."""
+    controls = []
+    for value in values:
+        label, _, path = ("", "", value) if Path(value).is_file() else value.rpartition("=")
+        if not Path(path).is_file():
+            raise ValueError(f"--control: expected [LABEL=]FILE, the results.json of another compare_methods.py run; "
+                             f"found no file {path}")
+        controls.append((label, json.loads(Path(path).read_text())))
+    return controls
+
+
+def with_controls(results: dict, controls: list[tuple[str, dict]]) -> tuple[dict, list[str], list[tuple[str, str]]]:
+    """Add the control runs (``METHOD/seedS`` keys of other results.json files, each with an optional label) to
+    ``results`` as ``METHOD (N steps)`` or ``METHOD, LABEL (N steps)``. Returns the merged runs, the control names and
+    the step-matched pairs (method here, control name): every run of the method took the control's number of
+    optimiser steps. A control of the same method as one here is paired with it only if labeled (other settings)."""
+    merged, names = dict(results), {}  # control name -> (its method, its steps, its label)
+    for label, control in controls:
+        for key, row in control.items():
+            method, seed = key.rsplit("/", 1)
+            if "steps" not in row:
+                raise ValueError(f"--control: run {key} has no 'steps' (expected compare_methods.py's results.json)")
+            name = f"{method}{', ' + label if label else ''} ({row['steps']} steps)"
+            merged[f"{name}/{seed}"] = row
+            names[name] = (method, row["steps"], label)
     steps: dict[str, set] = {}
     for key, row in results.items():
         steps.setdefault(key.rsplit("/", 1)[0], set()).add(row.get("steps"))
-    pairs = [(m, name) for name, (method, n) in controls.items() for m, st in steps.items()
-             if st == {n} and m != method]  # a method is not paired with itself at the same steps
-    return merged, list(controls), pairs
+    pairs = [(m, name) for name, (method, n, label) in names.items() for m, st in steps.items()
+             if st == {n} and (m != method or label)]
+    return merged, list(names), pairs
 
 
 def paired_lines(results: dict, methods: list[str], seeds: list[int], rare: str,

@@ -167,7 +167,7 @@ def test_compare_methods_pairs_a_method_with_a_step_matched_control():
                for m, n in (("supervised", 3000), ("mean-teacher", 3000), ("actionpp", 3750)) for s in (0, 1)}
     control = {f"mean-teacher/seed{s}": {"mean_dice": 0.5 + s / 10 + 0.02 * (s + 1), "rare_dice": 0.4, "steps": 3750}
                for s in (0, 1)}
-    merged, names, pairs = with_controls(results, control)
+    merged, names, pairs = with_controls(results, [("", control)])
     assert names == ["mean-teacher (3750 steps)"] and pairs == [("actionpp", "mean-teacher (3750 steps)")]
     assert merged["mean-teacher (3750 steps)/seed1"] is control["mean-teacher/seed1"]
     assert merged["actionpp/seed0"] is results["actionpp/seed0"]
@@ -175,7 +175,28 @@ def test_compare_methods_pairs_a_method_with_a_step_matched_control():
             if r.startswith("| actionpp - mean-teacher (3750")]
     assert len(rows) == 1 and "| +0.030, +0.010 | +0.020 [" in rows[0] and "| -0.100, -0.100 | -0.100 [" in rows[0]
     with pytest.raises(ValueError, match="mean-teacher/seed0 has no 'steps'"):
-        with_controls(results, {"mean-teacher/seed0": {"mean_dice": 0.5}})
+        with_controls(results, [("", {"mean-teacher/seed0": {"mean_dice": 0.5}})])
+    # The same method with other settings (a labeled control) is paired with it; unlabeled, it is not.
+    bf16 = {f"actionpp/seed{s}": {"mean_dice": 0.5 + s / 10, "rare_dice": 0.3, "steps": 3750} for s in (0, 1)}
+    merged, names, pairs = with_controls(results, [("", control), ("bf16", bf16), ("", bf16)])
+    assert names == ["mean-teacher (3750 steps)", "actionpp, bf16 (3750 steps)", "actionpp (3750 steps)"]
+    assert pairs == [("actionpp", "mean-teacher (3750 steps)"), ("actionpp", "actionpp, bf16 (3750 steps)")]
+    rows = [r for r in paired_lines(merged, ["actionpp"], [0, 1], "PAP", pairs) if "bf16" in r]
+    assert len(rows) == 1 and rows[0].startswith("| actionpp - actionpp, bf16 (3750 steps) | +0.050, +0.050 |")
+
+
+def test_compare_methods_reads_labeled_controls_and_names_a_missing_file(tmp_path):
+    """--control FILE or LABEL=FILE (repeatable); a path that is not a file is refused with the path named."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    from compare_methods import read_controls
+
+    runs = {"mean-teacher/seed0": {"mean_dice": 0.5, "steps": 10}}
+    (tmp_path / "a=b.json").write_text(json.dumps(runs))  # an '=' in the file's own name is not a label
+    (tmp_path / "c.json").write_text(json.dumps({}))
+    assert read_controls([str(tmp_path / "a=b.json"), f"fp32 ASCL={tmp_path / 'c.json'}"]) == [("", runs),
+                                                                                             ("fp32 ASCL", {})]
+    with pytest.raises(ValueError, match=r"--control: expected \[LABEL=\]FILE.*found no file .*missing.json"):
+        read_controls([f"x={tmp_path / 'missing.json'}"])
 
 
 def test_compare_methods_table_counts_each_methods_seeds_and_lists_the_control(tmp_path):
@@ -190,7 +211,7 @@ def test_compare_methods_table_counts_each_methods_seeds_and_lists_the_control(t
     control = tmp_path / "control.json"
     control.write_text(json.dumps({"mean-teacher/seed0": row(0.75, 3750), "mean-teacher/seed1": row(0.65, 3750)}))
     a = argparse.Namespace(out=tmp_path, labeled=2, cases=10, test_cases=6, iterations=3000, seeds=[0, 1],
-                           methods=["supervised", "actionpp"], control=control, set=["pretrain_iterations=0"])
+                           methods=["supervised", "actionpp"], control=[str(control)], set=["pretrain_iterations=0"])
     write_table(results, a, "PAP")
     table = (tmp_path / "results.md").read_text()
     assert "settings pretrain_iterations=0, 3000 iterations" in table  # overrides are named, not "default settings"
