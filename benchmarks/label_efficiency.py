@@ -94,7 +94,8 @@ def tables(results: list[dict], arms: list[str], title: str) -> str:
         suffix = lambda name: name.rsplit("_", 1)[-1] if "_" in name else None  # noqa: E731 - "sup_1250" -> "1250"
         candidates = [(a, arms[0]) for a in arms[1:]] + [("app", "mt"), ("app", "sup_250")] + [
             (x, "app") for x in arms if x.startswith("app_")] + [  # and each step-count control's own pairs:
-            (x, f"sup_{suffix(x)}") for x in arms if suffix(x) and suffix(x).isdigit() and not x.startswith("sup")]
+            (x, f"{ref}_{suffix(x)}") for ref in ("sup", "mt") for x in arms
+            if suffix(x) and suffix(x).isdigit() and not x.startswith(("sup", ref))]
         pairs = []
         for a, b in candidates:  # each pair once, in one direction
             if a in present and b in present and a != b and (a, b) not in pairs and (b, a) not in pairs:

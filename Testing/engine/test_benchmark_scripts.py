@@ -87,14 +87,17 @@ def test_label_efficiency_combines_finished_studies_by_seed_and_refuses_a_run_tw
     one, two = tmp_path / "l1", tmp_path / "l2"
     for d, n in ((one, 1), (two, 2)):
         d.mkdir()
-        runs = [run(n, arm, s, 0.5 + 0.1 * n + 0.01 * s + (0.05 if arm == "app" else 0.0))
-                for arm in ("sup_1250", "app") for s in (0, 1, 2)]
+        shift = {"sup_1250": 0.0, "app": 0.05, "mt_1250": 0.02, "app_nopre_1250": 0.03}
+        runs = [run(n, arm, s, 0.5 + 0.1 * n + 0.01 * s + shift[arm]) for arm in shift for s in (0, 1, 2)]
         (d / "results.json").write_text(json.dumps(runs))
     out = tmp_path / "both"
     le.main(["--out", str(out), "--combine", str(one), str(two), "--seeds", "0", "1", "--kinds", "atrium"])
     text = (out / "results.md").read_text()
     assert "| 1 | sup_1250 | 2 | 0.605 |" in text and "| 2 | app | 2 | 0.755 |" in text  # seeds 0 and 1 only
     assert "| 2 | sup_1250 - app | -0.050, -0.050 |" in text
+    # each step-count control against the supervised and the mean-teacher control of its own step count
+    assert "| 1 | app_nopre_1250 - mt_1250 | +0.010, +0.010 |" in text
+    assert "| 1 | mt_1250 - sup_1250 | +0.020, +0.020 |" in text and "sup_1250 - mt_1250" not in text
     assert (out / "label_efficiency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit, match="both .*l1.results.json and .*l1.results.json"):
         le.main(["--out", str(tmp_path / "x"), "--combine", str(one), str(one), "--kinds", "atrium"])
