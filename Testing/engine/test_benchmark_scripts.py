@@ -236,3 +236,35 @@ def test_compare_methods_keeps_runs_another_process_wrote_to_the_same_results(tm
     assert mine == {"supervised/seed0": {"mean_dice": 0.5}, "supervised/seed1": {"mean_dice": 0.6},
                     "actionpp/seed0": {"mean_dice": 0.7}}
     assert json.loads(path.read_text()) == mine and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_stage_only_scores_the_pretrained_student_not_the_final_one(tmp_path):
+    """benchmarks/stage_only.py on a tiny finished ACTION++ run: the model it scores carries the weights of
+    checkpoints/pretrain.pt (not model.pt's), it writes its tables, and a run without a stage is refused by name."""
+    import torch
+
+    from actionpp import checkpoint
+    from actionpp.cli import main as actionpp
+    from actionpp.data.phantoms import make_phantoms
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import stage_only
+
+    data = make_phantoms("cardiac", 3, 1, tmp_path / "data", seed=0, test_cases=1, size=(4, 32, 32))
+    run = tmp_path / "runs" / "seed0"
+    assert actionpp(["train", str(data), "--out", str(run), "--method", "actionpp", "--iterations", "2",
+                     "--pretrain-iterations", "2", "--patch", "32", "32", "--batch-labeled", "1", "--batch-unlabeled",
+                     "1", "--channels", "4", "8", "--embed-dim", "8", "--ascl-queue", "32", "--ascl-anchors-per-class",
+                     "4", "--anco-anchors", "4", "--anco-negatives", "8", "--anco-pool", "4", "--device", "cpu",
+                     "--quiet"]) == 0
+    out = tmp_path / "stage"
+    stage_only.main(["--data", str(data), "--out", str(out), str(run)])
+    scored = checkpoint.load(out / "runs_seed0" / "model.pt")["state_dict"]
+    stage, final = checkpoint.load(run / "checkpoints" / "pretrain.pt")["model"], checkpoint.load(run / "model.pt")
+    assert all(torch.equal(scored[k], stage[k]) for k in stage)
+    assert any(not torch.equal(scored[k], final["state_dict"][k]) for k in stage)
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["run"] for r in rows] == [str(run)] and f"{rows[0]['stage_dice']:.3f}" in (out / "results.md").read_text()
+    (run / "checkpoints" / "pretrain.pt").unlink()
+    with pytest.raises(SystemExit, match="pretrain.pt: expected a file of a finished run"):
+        stage_only.main(["--data", str(data), "--out", str(out), str(run)])
