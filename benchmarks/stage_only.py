@@ -4,9 +4,10 @@
 
 Each RUN is a finished training folder with ``model.pt`` and ``checkpoints/pretrain.pt`` (the student at the end of
 the contrastive pre-training stage, before fine-tuning). The run's model bundle gets the stage's weights in place of
-the final ones (same network, labels and preprocessing), is written to ``OUT/<run name>/model.pt``, predicts
-``DATA/imagesTs`` and is scored against ``DATA/labelsTs`` with ``actionpp evaluate``'s metrics. Prints one JSON line
-per run and writes ``OUT/results.json`` and ``OUT/results.md``.
+the final ones (same network, labels and preprocessing), is written to ``OUT/<parent>_<run>/model.pt`` (a new
+folder: an existing one is refused), predicts ``DATA/imagesTs`` and is scored against ``DATA/labelsTs`` with
+``actionpp evaluate``'s metrics. Prints one JSON line per run and writes ``OUT/results.json`` and
+``OUT/results.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def stage_only(run: Path, data: Path, out: Path) -> dict:
     for f in (stage, final):
         if not f.is_file():
             raise SystemExit(f"{f}: expected a file of a finished run with a pre-training stage, found none")
+    if out.exists():
+        raise SystemExit(f"{out}: output folder exists; expected a new path (nothing is overwritten)")
     bundle = checkpoint.load(final)
     bundle["state_dict"] = checkpoint.load(stage)["model"]
     out.mkdir(parents=True, exist_ok=True)

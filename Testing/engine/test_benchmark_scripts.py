@@ -265,6 +265,8 @@ def test_stage_only_scores_the_pretrained_student_not_the_final_one(tmp_path):
     assert any(not torch.equal(scored[k], final["state_dict"][k]) for k in stage)
     rows = json.loads((out / "results.json").read_text())
     assert [r["run"] for r in rows] == [str(run)] and f"{rows[0]['stage_dice']:.3f}" in (out / "results.md").read_text()
+    with pytest.raises(SystemExit, match="runs_seed0: output folder exists"):
+        stage_only.main(["--data", str(data), "--out", str(out), str(run)])
     (run / "checkpoints" / "pretrain.pt").unlink()
     with pytest.raises(SystemExit, match="pretrain.pt: expected a file of a finished run"):
         stage_only.main(["--data", str(data), "--out", str(out), str(run)])
