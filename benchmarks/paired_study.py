@@ -45,14 +45,22 @@ def parse_arm(text: str) -> tuple[str, str, dict]:
     return name, method, over
 
 
+def score(model: str | Path, data: Path, pred: Path, device: str = "cpu") -> dict:
+    """Predict ``data/imagesTs`` into ``pred`` with ``model`` and return ``actionpp evaluate``'s summary
+    (per class and ``mean``: dice, hd95, missed, ...) against ``data/labelsTs``."""
+    from actionpp.evaluate import evaluate_paths
+    from actionpp.inference import predict_paths
+
+    predict_paths(model, data / "imagesTs", pred, device=device, overwrite=True)
+    return evaluate_paths(pred, data / "labelsTs", data / "dataset.json", quiet=True)["summary"]
+
+
 def run_one(job: dict) -> dict:
     import torch
 
     from actionpp.config import Config
     from actionpp.data.layout import load_dataset
-    from actionpp.evaluate import evaluate_paths
     from actionpp.events import read_events
-    from actionpp.inference import predict_paths
     from actionpp.trainer import Trainer
 
     torch.set_num_threads(job["threads"])
@@ -64,9 +72,7 @@ def run_one(job: dict) -> dict:
     t0 = time.perf_counter()
     model = Trainer(cfg, load_dataset(job["data"], cfg.labeled_cases), show_bar=False).run()
     secs = time.perf_counter() - t0
-    predict_paths(model, Path(job["data"]) / "imagesTs", run / "pred", device=job["device"], overwrite=True)
-    s = evaluate_paths(run / "pred", Path(job["data"]) / "labelsTs", Path(job["data"]) / "dataset.json",
-                       quiet=True)["summary"]
+    s = score(model, Path(job["data"]), run / "pred", job["device"])
     iters = [e for e in read_events(run / "events.jsonl") if e.get("event") == "iter" and "phase" not in e]
     tail = iters[-max(1, len(iters) // 10):]
     losses = {k: statistics.mean(e["losses"][k] for e in tail) for k in tail[-1].get("losses", {})}

@@ -17,11 +17,12 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_study import score  # noqa: E402
+
 
 def stage_only(run: Path, data: Path, out: Path) -> dict:
     from actionpp import checkpoint
-    from actionpp.evaluate import evaluate_paths
-    from actionpp.inference import predict_paths
 
     stage, final = run / "checkpoints" / "pretrain.pt", run / "model.pt"
     for f in (stage, final):
@@ -33,8 +34,7 @@ def stage_only(run: Path, data: Path, out: Path) -> dict:
     bundle["state_dict"] = checkpoint.load(stage)["model"]
     out.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_save(bundle, out / "model.pt")
-    predict_paths(out / "model.pt", data / "imagesTs", out / "pred", overwrite=True)
-    summary = evaluate_paths(out / "pred", data / "labelsTs", data / "dataset.json", quiet=True)["summary"]
+    summary = score(out / "model.pt", data, out / "pred")
     return {"run": str(run), "stage_dice": summary["mean"]["dice"], "stage_hd95": summary["mean"]["hd95"],
             "stage_missed": summary["mean"]["missed"]}
 
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("runs", type=Path, nargs="+")
+    argv = sys.argv[1:] if argv is None else argv
     a = ap.parse_args(argv)
     import torch
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(row), flush=True)
     (a.out / "results.json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = [f"# The pre-training stage's student alone on {a.data / 'imagesTs'}", "",
-             f"Command: `python benchmarks/stage_only.py {' '.join(sys.argv[1:]) if argv is None else ' '.join(argv)}`",
+             f"Command: `python benchmarks/stage_only.py {' '.join(argv)}`",
              "", "| run | stage-only Dice | stage-only HD95 mm |", "|---|---|---|"]
     lines += [f"| {r['run']} | {r['stage_dice']:.3f} | {r['stage_hd95']:.1f} |" for r in rows]
     (a.out / "results.md").write_text("\n".join(lines) + "\n")
