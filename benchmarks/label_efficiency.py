@@ -13,7 +13,8 @@ counts: Dice 0 and the HD95 penalty). Runs go seed by seed, so a study stopped e
 Outputs in OUT: ``results.json`` (every run; re-running skips the finished ones), ``results.md`` (means, the rare
 class in its own column, and per-seed paired differences with a 95 % t-interval) and ``label_efficiency.png``
 (mean foreground Dice against labeled cases, one panel per kind, bars = range over seeds). ``--combine DIR ...``
-trains nothing and writes the same tables and plot over several finished studies (one per label count, say).
+trains nothing and writes the same tables and plot over several finished studies (one per label count, say);
+``--pair A:B`` adds the per-seed differences of two more arms to the paired table.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def _interval(d: list[float]) -> str:
     return f"{mean:+.3f} (one seed)" if len(d) < 2 else f"{mean:+.3f} [{mean - half:+.3f}, {mean + half:+.3f}]"
 
 
-def tables(results: list[dict], arms: list[str], title: str) -> str:
-    """Per kind: a means table (rows labeled x arm) and the paired differences against the first arm and app-vs-mt."""
+def tables(results: list[dict], arms: list[str], title: str, extra: list[tuple[str, str]] = ()) -> str:
+    """Per kind: a means table (rows labeled x arm) and the paired differences against the first arm and app-vs-mt,
+    then each asked (first arm, second arm) pair in ``extra`` (``--pair``)."""
     lines = [title, ""]
     for kind in sorted({r["kind"] for r in results}):
         rs = [r for r in results if r["kind"] == kind]
@@ -96,6 +98,7 @@ def tables(results: list[dict], arms: list[str], title: str) -> str:
             (x, "app") for x in arms if x.startswith("app_")] + [  # and each step-count control's own pairs:
             (x, f"{ref}_{suffix(x)}") for ref in ("sup", "mt") for x in arms
             if suffix(x) and suffix(x).isdigit() and not x.startswith(("sup", ref))]
+        candidates = [c for c in candidates if c[::-1] not in extra] + list(extra)  # an asked pair, as asked
         pairs = []
         for a, b in candidates:  # each pair once, in one direction
             if a in present and b in present and a != b and (a, b) not in pairs and (b, a) not in pairs:
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
                     help="train nothing: tables and plot in --out over finished studies' results.json (for example "
                          "one study per label count), keeping only --seeds, --kinds and --labeled")
+    ap.add_argument("--pair", action="append", default=[], metavar="A:B",
+                    help="also tabulate arm A minus arm B per seed (repeatable; arms named as in --arm)")
     a = ap.parse_args(argv)
     a.arm = a.arm or ARMS
     a.iterations = a.iterations or PRESETS[a.preset]["iterations"]
@@ -178,13 +183,19 @@ def main(argv: list[str] | None = None) -> None:
     if a.combine and any(d.resolve() == a.out.resolve() for d in a.combine):
         ap.error(f"--out: expected a folder other than the --combine ones (its results.md would no longer match its "
                  f"results.json), found {a.out}")
+    extra = []
+    for text in a.pair:
+        first, sep, second = text.partition(":")
+        if not (sep and first and second and first != second):
+            ap.error(f"--pair: expected A:B, two different arm names, found {text!r}")
+        extra.append((first, second))
     a.out.mkdir(parents=True, exist_ok=True)
     if a.combine:
         results = combine(a.combine, a.seeds, a.kinds, a.labeled)
         arms = arm_order(results, a.arm)
         title = (f"# Label efficiency, combined from {', '.join(str(d) for d in a.combine)}: seeds "
                  f"{', '.join(map(str, a.seeds))}\n\nCommand: `python {' '.join(sys.argv)}`")
-        write_outputs(results, arms, title, a.out)
+        write_outputs(results, arms, title, a.out, extra)
         return
     data = {k: make_data(k, a.out, max(a.labeled), a.cases, a.test_cases, a.size) for k in a.kinds}
     results_path = a.out / "results.json"
@@ -205,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
              f"{a.device}; {a.cases} training cases ({max(a.labeled)} with labels, the first N kept), "
              f"{a.test_cases} test cases\n\nPhantoms: {json.dumps(settings)}\n\n"
              f"Command: `python {' '.join(sys.argv)}`")
-    write_outputs(results, arms, title, a.out)
+    write_outputs(results, arms, title, a.out, extra)
 
 
 def arm_order(results: list[dict], specs: list[str]) -> list[str]:
@@ -215,8 +226,8 @@ def arm_order(results: list[dict], specs: list[str]) -> list[str]:
     return [n for n in dict.fromkeys(names) if any(r["arm"] == n for r in results)]
 
 
-def write_outputs(results: list[dict], arms: list[str], title: str, out: Path) -> None:
-    (out / "results.md").write_text(tables(results, arms, title))
+def write_outputs(results: list[dict], arms: list[str], title: str, out: Path, extra=()) -> None:
+    (out / "results.md").write_text(tables(results, arms, title, extra))
     plot(results, arms, out / "label_efficiency.png")
     print((out / "results.md").read_text())
 

@@ -91,8 +91,10 @@ def test_label_efficiency_combines_finished_studies_by_seed_and_refuses_a_run_tw
         runs = [run(n, arm, s, 0.5 + 0.1 * n + 0.01 * s + shift[arm]) for arm in shift for s in (0, 1, 2)]
         (d / "results.json").write_text(json.dumps(runs))
     out = tmp_path / "both"
-    le.main(["--out", str(out), "--combine", str(one), str(two), "--seeds", "0", "1", "--kinds", "atrium"])
+    le.main(["--out", str(out), "--combine", str(one), str(two), "--seeds", "0", "1", "--kinds", "atrium",
+             "--pair", "app:app_nopre_1250"])
     text = (out / "results.md").read_text()
+    assert "| 2 | app - app_nopre_1250 | +0.020, +0.020 |" in text  # asked with --pair, in that direction
     assert "| 1 | sup_1250 | 2 | 0.605 |" in text and "| 2 | app | 2 | 0.755 |" in text  # seeds 0 and 1 only
     assert "| 2 | sup_1250 - app | -0.050, -0.050 |" in text
     # each step-count control against the supervised and the mean-teacher control of its own step count
@@ -105,6 +107,8 @@ def test_label_efficiency_combines_finished_studies_by_seed_and_refuses_a_run_tw
     with pytest.raises(SystemExit):  # --out must not be a combined study: its own results.md would be replaced
         le.main(["--out", str(one), "--combine", str(one), str(two), "--kinds", "atrium"])
     assert sorted(p.name for p in one.iterdir()) == ["results.json"] and (one / "results.json").read_bytes() == before
+    with pytest.raises(SystemExit):  # --pair needs two arm names
+        le.main(["--out", str(tmp_path / "x"), "--combine", str(one), "--pair", "app"])
     with pytest.raises(SystemExit, match="expected .*nowhere.results.json"):
         le.main(["--out", str(tmp_path / "x"), "--combine", str(tmp_path / "nowhere")])
 
