@@ -82,8 +82,8 @@ HELP = {
                     "unmatched (centre c for class c) or centroids (the running class centroids)",
     "tau_period": "cosine temperature period as a fraction of the run",
     "tau_step": f"advance the temperature per {' or per '.join(TAU_STEPS)}",
-    "pretrain_iterations": "contrastive pre-training iterations before fine-tuning (-1: auto = 25%% of --iterations "
-                           "for action/actionpp, none for the others; 0: off)",
+    "pretrain_iterations": "contrastive pre-training iterations before fine-tuning (-1: auto = 25%% of --iterations, "
+                           "at most 250, for action/actionpp, none for the others; 0: off)",
     "pretrain_tau_period": "period of the pre-training cosine temperatures, fraction of the stage",
     "dims_defaults": "3D runs take the official 3D constants for settings left at their 2D defaults",
     "pretrain_memory": "pre-training memory-bank size",

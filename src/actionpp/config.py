@@ -28,7 +28,10 @@ CACHES = ("auto", "memory", "disk", "none")
 
 
 PRETRAIN_AUTO_FRACTION = 0.25
-"""``--pretrain-iterations -1`` (auto) = this fraction of ``--iterations`` for action/actionpp, 0 for the others."""
+PRETRAIN_AUTO_MAX = 250
+"""``--pretrain-iterations -1`` (auto) = ``min(PRETRAIN_AUTO_FRACTION * iterations, PRETRAIN_AUTO_MAX)`` for
+action/actionpp, 0 for the others. The cap: a longer stage over-fits one or two labeled cases and the run ends below
+its mean teacher (benchmarks/README.md, "the 250-step stage")."""
 
 DIMS_3D = {"ascl_target_weight": (0.1, 0.2), "pretrain_tau_teacher": (0.01, 0.6), "mix": ("cutmix", "classmix"),
            "pretrain_tau_period": (0.1, 1.0), "ascl_tau_max": (1.0, 0.07)}
@@ -178,8 +181,8 @@ class Config:
 
     # --- contrastive pre-training (ISD-style relational distillation) -------------------------------------------
     pretrain_iterations: int = -1
-    """-1 (auto): 25 % of ``iterations`` for action/actionpp (the paper's pipeline), 0 for supervised and
-    mean-teacher; 0 turns the stage off. Runs before, and in addition to, ``iterations``."""
+    """-1 (auto): 25 % of ``iterations``, at most 250, for action/actionpp (the paper's pipeline), 0 for supervised
+    and mean-teacher; 0 turns the stage off. Runs before, and in addition to, ``iterations``."""
     pretrain_tau_period: float = 0.1
     """Period of the pre-training cosine temperatures as a fraction of the stage (official: 0.1 in 2D, 1.0 in 3D)."""
     pretrain_memory: int = 36
@@ -210,7 +213,8 @@ class Config:
                     setattr(self, name, three)
         if isinstance(self.pretrain_iterations, int) and self.pretrain_iterations == -1:
             auto = self.method in ("action", "actionpp") and isinstance(self.iterations, int)
-            self.pretrain_iterations = max(1, round(PRETRAIN_AUTO_FRACTION * self.iterations)) if auto else 0
+            size = min(round(PRETRAIN_AUTO_FRACTION * self.iterations), PRETRAIN_AUTO_MAX)
+            self.pretrain_iterations = max(1, size) if auto else 0
         self.validate()
 
     def _check_types(self) -> None:
