@@ -61,7 +61,7 @@ def test_pretraining_is_on_by_default_for_action_methods_only():
 
     assert Config(method="actionpp", iterations=400).pretrain_iterations == 100
     assert Config(method="action", iterations=1000).pretrain_iterations == 250
-    # capped: a longer stage over-fits a few labeled cases (benchmarks/README.md, "the 250-step stage")
+    # capped: a longer stage over-fits a few labeled cases (benchmarks/README.md, "The auto stage capped at 250 steps")
     assert Config(method="actionpp", iterations=1200).pretrain_iterations == 250
     assert Config(method="actionpp", iterations=3500).pretrain_iterations == 250
     assert Config(method="actionpp", iterations=2).pretrain_iterations == 1  # never 0 when on

@@ -31,7 +31,7 @@ PRETRAIN_AUTO_FRACTION = 0.25
 PRETRAIN_AUTO_MAX = 250
 """``--pretrain-iterations -1`` (auto) = ``min(PRETRAIN_AUTO_FRACTION * iterations, PRETRAIN_AUTO_MAX)`` for
 action/actionpp, 0 for the others. The cap: a longer stage over-fits one or two labeled cases and the run ends below
-its mean teacher (benchmarks/README.md, "the 250-step stage")."""
+its mean teacher (benchmarks/README.md, "The auto stage capped at 250 steps")."""
 
 DIMS_3D = {"ascl_target_weight": (0.1, 0.2), "pretrain_tau_teacher": (0.01, 0.6), "mix": ("cutmix", "classmix"),
            "pretrain_tau_period": (0.1, 1.0), "ascl_tau_max": (1.0, 0.07)}
