@@ -28,12 +28,10 @@ import torch
 from actionpp.config import Config, write_text_atomic
 from actionpp.data.layout import load_dataset
 from actionpp.data.phantoms import make_phantoms
-from actionpp.evaluate import evaluate_paths
-from actionpp.inference import predict_paths
 from actionpp.trainer import Trainer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from paired_study import t_interval  # noqa: E402
+from paired_study import score, t_interval  # noqa: E402
 
 
 def main() -> None:
@@ -80,8 +78,7 @@ def main() -> None:
             t0 = time.perf_counter()
             model = Trainer(cfg, ds, show_bar=False).run()
             secs = time.perf_counter() - t0
-            predict_paths(model, data / "imagesTs", run / "pred", device="cpu", overwrite=True)
-            s = evaluate_paths(run / "pred", data / "labelsTs", data / "dataset.json", quiet=True)["summary"]
+            s = score(model, data, run / "pred")
             row = {"mean_dice": s["mean"]["dice"], "rare_dice": s[rare]["dice"], "seconds": secs,
                    "per_class_dice": {c: r["dice"] for c, r in s.items() if c != "mean"},
                    "mean_hd95_mm": s["mean"]["hd95"], "missed": s["mean"]["missed"],
